@@ -1,0 +1,94 @@
+"""Scan a raw archive: list its NIfTI files, describe each, and pair volumes with masks.
+
+Dataset-specific rules (which folder means which subset, the file-name
+grammar) are passed in by the dataset's own module; this one knows only NIfTI.
+Files that cannot be used are never dropped silently: they are returned with
+the reason, and routine 01 writes them to a second worksheet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from utils.alignment import qform_sform_mismatch_mm
+from utils.nifti_io import is_nifti_path, load_nifti, require_3d
+from utils.orientation import geometry_record, parse_affine
+
+__all__ = ["SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm"]
+
+#: Worksheet of routine 01 listing the files that could not be used, with the reason.
+SKIPPED_SHEET = "Skipped"
+
+GEOMETRY_FILE_COLUMNS = ["szx", "szy", "szz", "spx", "spy", "spz", "orientation_from", "orientation_to", "dtype", "transform"]
+
+
+def list_nifti_files(root_dir: Path) -> list[Path]:
+    """Every visible ``.nii``/``.nii.gz`` file below ``root_dir``, sorted; other files (json, png) are ignored.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root_dir`` is not a folder.
+    """
+    root_dir = Path(root_dir)
+    if not root_dir.is_dir():
+        raise FileNotFoundError(f"archive folder not found: {root_dir}")
+    return sorted(p for p in root_dir.rglob("*") if p.is_file() and is_nifti_path(p) and not any(part.startswith(".") for part in p.relative_to(root_dir).parts))
+
+
+def describe_nifti_file(path: Path) -> dict[str, Any]:
+    """Geometry and dtype columns of one archive file, after a full integrity read.
+
+    The whole file is decompressed (gzip CRC and data length checked) so a
+    truncated download is caught here, at the start of the pipeline.
+
+    Returns
+    -------
+    record : dict
+        ``szx szy szz spx spy spz orientation_from orientation_to dtype transform``
+        plus ``qform_sform_mm`` (largest qform-vs-sform voxel displacement, None
+        when either is unset).
+
+    Raises
+    ------
+    NiftiError
+        Unreadable, truncated or not 3D (message names the file).
+    """
+    img = load_nifti(path)
+    require_3d(img, path)
+    record = geometry_record(img.shape, img.affine)
+    record["dtype"] = str(img.get_data_dtype())
+    record["qform_sform_mm"] = qform_sform_mismatch_mm(img)
+    return {**{k: record[k] for k in GEOMETRY_FILE_COLUMNS}, "qform_sform_mm": record["qform_sform_mm"]}
+
+
+def add_affine_diff_norm(frame: pd.DataFrame, key_columns: Sequence[str], type_column: str = "type") -> pd.Series:
+    """``diff_trans_f_norm`` for each mask row: Frobenius norm of ``mask affine - volume affine``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Archive rows with ``transform`` (JSON 4x4) and ``type`` (``v3d``/``m3d``).
+    key_columns : sequence of str
+        Columns identifying a volume-mask pair (VerSe: archive, subject, split).
+
+    Returns
+    -------
+    norms : Series of float
+        Value on ``m3d`` rows that have exactly one ``v3d`` partner; None elsewhere.
+    """
+    norms = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    keys = frame[list(key_columns)].astype(str).agg("|".join, axis=1)
+    for _key, rows in frame.groupby(keys, sort=False):
+        volumes = rows[rows[type_column] == "v3d"]
+        if len(volumes) != 1:
+            continue
+        vol_affine = parse_affine(volumes.iloc[0]["transform"])
+        for idx, row in rows[rows[type_column] == "m3d"].iterrows():
+            norms[idx] = float(np.linalg.norm(parse_affine(row["transform"]) - vol_affine))
+    return norms

@@ -1,0 +1,125 @@
+"""Split a multi-label mask into one binary mask per label of the label map.
+
+Every label of the map gets a file, also labels absent from the mask (all
+zero), named ``{ID}_mask_{index:02d}_{short}.nii.gz``; label 0 gives the
+background mask. A mask value missing from the label map is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from utils.labels import LabelMap, check_labels
+from utils.nifti_io import load_nifti, read_mask, save_nifti
+from utils.sample_info import SampleDir, history_entry, read_info, write_info
+
+__all__ = ["binary_mask_of", "write_binary_masks", "extract_sample_binary_masks"]
+
+logger = logging.getLogger(__name__)
+
+
+def binary_mask_of(mask: npt.NDArray[np.uint8], label: int, bbox: tuple[slice, ...] | None) -> npt.NDArray[np.uint8]:
+    """``mask == label`` as uint8 {0, 1}, computed only inside the label's bounding box.
+
+    Parameters
+    ----------
+    mask : (I, J, K) ndarray of uint8
+    label : int
+    bbox : tuple of slice or None
+        Bounding box of ``label`` (from :func:`scipy.ndimage.find_objects`);
+        None when the label is absent.
+
+    Returns
+    -------
+    binary : (I, J, K) ndarray of uint8
+    """
+    out = np.zeros(mask.shape, dtype=np.uint8)
+    if bbox is not None:
+        out[bbox] = mask[bbox] == label
+    return out
+
+
+def write_binary_masks(
+    sample: SampleDir,
+    mask: npt.NDArray[np.uint8],
+    affine: npt.NDArray[np.float64],
+    template: nib.Nifti1Image,
+    label_map: LabelMap,
+) -> list[int]:
+    """Write every binary mask of ``sample`` from its multi-label mask.
+
+    Parameters
+    ----------
+    sample : SampleDir
+        Destination folder.
+    mask : (I, J, K) ndarray of uint8
+        Multi-label mask, already checked against ``label_map``.
+    affine : (4, 4) ndarray
+        Its voxel-to-world matrix (written unchanged).
+    template : nibabel image
+        Header source (units, sform/qform codes).
+    label_map : LabelMap
+
+    Returns
+    -------
+    present : list of int
+        Foreground labels present in the mask.
+    """
+    boxes = ndimage.find_objects(mask)  # boxes[v - 1] is the bounding box of value v
+    present = []
+    for label in label_map:
+        if label.index == 0:
+            binary = (mask == 0).view(np.uint8)
+        else:
+            bbox = boxes[label.index - 1] if label.index <= len(boxes) else None
+            binary = binary_mask_of(mask, label.index, bbox)
+            if bbox is not None:
+                present.append(label.index)
+        save_nifti(sample.binary_mask(label.key), binary, affine, dtype=np.uint8, template=template, descrip="")
+    return present
+
+
+def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: str = "extract_binary_masks") -> str:
+    """Routine body: read ``{ID}_mask.nii.gz``, check labels, write all binary masks, record it in the info yaml.
+
+    Re-running gives the same files. Binary masks of labels that are no longer
+    in the label map are reported, not deleted.
+
+    Returns
+    -------
+    summary : str
+        One line for the log.
+
+    Raises
+    ------
+    ValueError
+        Missing mask, values not in the label map (message names the file).
+    """
+    if not sample.mask.is_file():
+        raise FileNotFoundError(f"{sample.mask}: mask file missing")
+    img = load_nifti(sample.mask)
+    mask = read_mask(img, sample.mask)
+    check_labels(mask, label_map, str(sample.mask))
+    present = write_binary_masks(sample, mask, img.affine, img, label_map)
+    wanted = {lab.key for lab in label_map}
+    stale = [p.name for idx, (short, p) in sample.binary_masks().items() if f"{idx:02d}_{short}" not in wanted]
+    if stale:
+        logger.warning("%s: binary masks not in the label map left untouched: %s", sample.path, ", ".join(stale))
+    if sample.info.is_file():
+        info = read_info(sample.info)
+        history = [h for h in info.get("history") or [] if h.get("step") != step]
+        history.append(history_entry(step, labels=[lab.key for lab in label_map]))
+        info["history"] = history
+        write_info(sample.info, info)
+    return f"{len(label_map)} binary masks, labels present {present}"
+
+
+def sample_binary_paths(sample: SampleDir, label_map: LabelMap) -> dict[int, Path]:
+    """Expected binary-mask path of each label of the map."""
+    return {lab.index: sample.binary_mask(lab.key) for lab in label_map}

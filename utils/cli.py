@@ -1,0 +1,219 @@
+"""What every script shares: common options, logging set-up, the per-sample loop and its summary.
+
+A numbered routine reads::
+
+    def main(argv=None) -> int:
+        args = build_parser().parse_args(argv)
+        setup_logging(args.verbose - args.quiet)
+        report = run_per_sample(samples, functools.partial(work, ...), workers=args.workers, desc="...")
+        return report.exit_code()
+
+Per-sample problems that are expected (bad input) are raised as
+:class:`SampleError` (or any ``ValueError``/``OSError``) and reported as one
+line naming the file; the loop goes on with the other samples and the script
+exits 1 with a summary. Anything else is a bug: it is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+__all__ = [
+    "SampleError",
+    "EXPECTED_ERRORS",
+    "RunReport",
+    "add_common_args",
+    "setup_logging",
+    "run_per_sample",
+    "positive_int",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class SampleError(ValueError):
+    """An expected problem with one sample's input; the message names the file and the value found."""
+
+
+#: Exceptions that count as bad input (reported in one line, no traceback).
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Log handler that writes around an active tqdm bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """Configure the root logger: WARNING at -1, INFO at 0, DEBUG at 1+; output to stderr around tqdm bars."""
+    level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _TqdmHandler):
+            root.removeHandler(handler)
+    handler = _TqdmHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, workers: bool = True) -> argparse.ArgumentParser:
+    """Add ``-v/--verbose``, ``-q/--quiet``, ``--no_pbar`` and (optionally) ``--workers N``."""
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
+    parser.add_argument("--no_pbar", action="store_true", help="hide the progress bar")
+    if workers:
+        parser.add_argument(
+            "--workers",
+            type=positive_int,
+            default=1,
+            help="samples processed in parallel processes (default 1; up to the number of cores helps)",
+        )
+    return parser
+
+
+@dataclass
+class RunReport:
+    """Outcome of :func:`run_per_sample`.
+
+    Attributes
+    ----------
+    results : dict
+        Key of each successful item -> its result, in input order.
+    errors : dict
+        Key of each failed item -> one-line error message.
+    """
+
+    desc: str
+    results: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def log_summary(self) -> None:
+        """Log the one-line summary and, on failure, every error once more."""
+        total = len(self.results) + len(self.errors)
+        if self.errors:
+            logger.error("%s: %d of %d samples failed:", self.desc, len(self.errors), total)
+            for key, msg in self.errors.items():
+                logger.error("  %s: %s", key, msg)
+        else:
+            logger.info("%s: %d samples done", self.desc, total)
+
+    def exit_code(self) -> int:
+        """0 when every item succeeded, 1 otherwise."""
+        return 1 if self.errors else 0
+
+
+def _call(func: Callable[[T], R], item: T) -> tuple[bool, Any]:
+    """Run one item; turn an expected error into ``(False, message)`` (runs in worker processes too)."""
+    try:
+        return True, func(item)
+    except EXPECTED_ERRORS as exc:
+        return False, str(exc)
+    except Exception as exc:  # a bug: keep the traceback
+        logger.exception("unexpected error")
+        return False, f"unexpected {type(exc).__name__}: {exc} (a bug; please report it with the log above)"
+
+
+def run_per_sample(
+    items: Iterable[T],
+    func: Callable[[T], R],
+    *,
+    desc: str,
+    workers: int = 1,
+    key: Callable[[T], str] = str,
+    show_progress: bool = True,
+) -> RunReport:
+    """Apply ``func`` to every item with a tqdm bar, in ``workers`` processes, collecting errors.
+
+    Parameters
+    ----------
+    items : iterable
+        Work items (sample folders, manifest rows …); they and ``func`` must be
+        picklable when ``workers > 1`` (module-level functions, ``functools.partial``).
+    func : callable
+        Work on one item. Raise ``SampleError`` / ``ValueError`` / ``OSError``
+        with a message naming the file for bad input.
+    desc : str
+        Progress-bar and summary label.
+    workers : int
+        Number of processes; 1 runs in this process.
+    key : callable
+        Item -> name used in the report.
+    show_progress : bool
+        Show the tqdm bar (on stderr).
+
+    Returns
+    -------
+    RunReport
+        Results and errors keyed by ``key(item)``, in input order.
+    """
+    items = list(items)
+    report = RunReport(desc)
+    outcomes: dict[int, tuple[bool, Any]] = {}
+    bar = tqdm(total=len(items), desc=desc, unit="sample", disable=not show_progress, file=sys.stderr)
+    try:
+        if workers <= 1 or len(items) <= 1:
+            for i, item in enumerate(items):
+                outcomes[i] = _call(func, item)
+                if not outcomes[i][0]:
+                    logger.error("%s: %s", key(item), outcomes[i][1])
+                bar.update(1)
+        else:
+            with cf.ProcessPoolExecutor(max_workers=min(workers, len(items), os.cpu_count() or workers)) as pool:
+                futures = {pool.submit(_call, func, item): i for i, item in enumerate(items)}
+                for fut in cf.as_completed(futures):
+                    i = futures[fut]
+                    outcomes[i] = fut.result()
+                    if not outcomes[i][0]:
+                        logger.error("%s: %s", key(items[i]), outcomes[i][1])
+                    bar.update(1)
+    finally:
+        bar.close()
+    for i, item in enumerate(items):
+        ok, value = outcomes[i]
+        if ok:
+            report.results[key(item)] = value
+        else:
+            report.errors[key(item)] = value
+    report.log_summary()
+    return report
+
+
+def fail(message: str) -> int:
+    """Log a fatal, expected problem in one line and return exit code 2 (for ``return fail(...)`` in ``main``)."""
+    logger.error(message)
+    return 2
+
+
+def run_main(main: Callable[[Sequence[str] | None], int]) -> None:
+    """``sys.exit(main())`` for the ``__main__`` block; Ctrl-C exits 130 without a traceback."""
+    try:
+        sys.exit(main(None))
+    except KeyboardInterrupt:
+        logging.getLogger().error("interrupted; finished files are complete, no half-written file was left")
+        sys.exit(130)

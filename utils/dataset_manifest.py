@@ -1,0 +1,200 @@
+"""The dataset manifest: one row per sample folder of a grouped dataset, indexing every file.
+
+Columns, in order (tutorials, routine 05/04):
+``ID``, the dataset's info attributes, ``valid_labels``, ``info``, ``volume``,
+``mask``, ``mask_{index:02d}_{short}`` for every binary mask,
+``mask_{index:02d}_{short}_existence`` for every binary mask, ``szx szy szz
+spx spy spz orientation_from orientation_to``, ``vol_dtype``, ``mask_dtype``,
+``transform``, then any extra attributes. Paths are relative to ``root_dir``.
+
+A sample whose files disagree in shape, affine (hence spacing and origin) or
+whose masks differ in dtype is an error naming the files.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from utils.alignment import grid_displacement_mm
+from utils.labels import present_labels
+from utils.nifti_io import load_header, load_nifti, read_mask
+from utils.orientation import geometry_record, spacing
+from utils.sample_info import SampleDir, find_samples, read_info
+from utils.cli import RunReport, run_per_sample
+from utils.spreadsheet import MAIN_SHEET, format_list, write_sheets
+
+__all__ = ["GEOMETRY_COLUMNS", "SAME_GRID_TOL_MM", "describe_sample", "order_columns", "build_dataset_manifest"]
+
+logger = logging.getLogger(__name__)
+
+GEOMETRY_COLUMNS = ["szx", "szy", "szz", "spx", "spy", "spz", "orientation_from", "orientation_to"]
+
+#: Files of one sample must share their grid to this precision (they are written from one affine).
+SAME_GRID_TOL_MM = 1e-4
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[str]) -> dict[str, Any]:
+    """One manifest row for a sample folder.
+
+    Parameters
+    ----------
+    sample : SampleDir
+    root_dir : Path
+        Paths in the row are relative to it.
+    info_columns : sequence of str
+        Info-yaml keys copied into the row (missing keys give empty cells).
+
+    Returns
+    -------
+    row : dict
+        Column -> value; binary-mask columns are keyed ``mask_XX_short`` and
+        ``mask_XX_short_existence``. Keys of the info yaml's ``attributes``
+        mapping (extra metadata) are added after the standard columns.
+
+    Raises
+    ------
+    ValueError
+        Missing volume, inconsistent grids or mask dtypes (names the files).
+    """
+    info = read_info(sample.info)
+    row: dict[str, Any] = {"ID": sample.id}
+    for col in info_columns:
+        row[col] = info.get(col)
+    if not sample.volume.is_file():
+        raise FileNotFoundError(f"{sample.volume}: volume file missing")
+    vol = load_header(sample.volume)
+    files = {sample.volume: vol}
+    has_mask = sample.mask.is_file()
+    binaries = sample.binary_masks()
+    if has_mask:
+        files[sample.mask] = load_header(sample.mask)
+    for _short, path in binaries.values():
+        files[path] = load_header(path)
+    for path, img in files.items():
+        if tuple(img.shape) != tuple(vol.shape):
+            raise ValueError(f"{path}: shape {tuple(img.shape)} differs from the volume's {tuple(vol.shape)} ({sample.volume.name})")
+        disp = grid_displacement_mm(vol.shape, img.affine, vol.affine)
+        if disp > SAME_GRID_TOL_MM:
+            raise ValueError(
+                f"{path}: affine differs from the volume's ({sample.volume.name}) by up to {disp:.3g} mm "
+                f"(spacing {spacing(img.affine)} vs {spacing(vol.affine)})"
+            )
+    mask_dtypes = {str(img.get_data_dtype()) for p, img in files.items() if p != sample.volume}
+    if len(mask_dtypes) > 1:
+        raise ValueError(f"{sample.path}: mask files have different data types {sorted(mask_dtypes)}")
+
+    present: list[int] = []
+    if has_mask:
+        present = [v for v in present_labels(read_mask(load_nifti(sample.mask), sample.mask))]
+    row["valid_labels"] = format_list(present) if has_mask else None
+    row["info"] = _rel(sample.info, root_dir)
+    row["volume"] = _rel(sample.volume, root_dir)
+    row["mask"] = _rel(sample.mask, root_dir) if has_mask else None
+    for index, (short, path) in binaries.items():
+        row[f"mask_{index:02d}_{short}"] = _rel(path, root_dir)
+    for index, (short, _path) in binaries.items():
+        row[f"mask_{index:02d}_{short}_existence"] = int(index in present) if has_mask else None
+    geometry = geometry_record(vol.shape, vol.affine)
+    for col in GEOMETRY_COLUMNS:
+        row[col] = geometry[col]
+    row["vol_dtype"] = str(vol.get_data_dtype())
+    row["mask_dtype"] = mask_dtypes.pop() if mask_dtypes else None
+    row["transform"] = geometry["transform"]
+    for key, value in (info.get("attributes") or {}).items():
+        row.setdefault(str(key), value)
+    return row
+
+
+def order_columns(rows: list[dict[str, Any]], info_columns: Sequence[str]) -> list[str]:
+    """Column order of the manifest for these rows (binary-mask columns from the union of all samples)."""
+    binary_keys: dict[str, int] = {}
+    extras: list[str] = []
+    fixed = {"ID", *info_columns, "valid_labels", "info", "volume", "mask", *GEOMETRY_COLUMNS, "vol_dtype", "mask_dtype", "transform"}
+    for row in rows:
+        for col in row:
+            if col in fixed:
+                continue
+            if col.startswith("mask_") and col[5:7].isdigit():
+                if not col.endswith("_existence"):
+                    binary_keys.setdefault(col, int(col[5:8].rstrip("_")))
+            elif col not in extras:
+                extras.append(col)
+    binary_cols = sorted(binary_keys, key=lambda c: (binary_keys[c], c))
+    return [
+        "ID",
+        *info_columns,
+        "valid_labels",
+        "info",
+        "volume",
+        "mask",
+        *binary_cols,
+        *(f"{c}_existence" for c in binary_cols),
+        *GEOMETRY_COLUMNS,
+        "vol_dtype",
+        "mask_dtype",
+        "transform",
+        *extras,
+    ]
+
+
+def build_dataset_manifest(
+    root_dir: Path,
+    output_file: Path,
+    info_columns: Sequence[str],
+    *,
+    workers: int = 1,
+    skip_invalid: bool = False,
+    show_progress: bool = True,
+) -> RunReport:
+    """Describe every sample folder below ``root_dir`` and write the ``Manifest`` sheet of ``output_file``.
+
+    Parameters
+    ----------
+    root_dir : Path
+        Grouped dataset folder.
+    output_file : Path
+        ``dataset_manifest.xlsx`` (replaced atomically; any split sheets of a
+        previous version are dropped because they may no longer match).
+    info_columns : sequence of str
+        Dataset attributes copied from each info yaml, in column order.
+    workers : int
+        Processes.
+    skip_invalid : bool
+        Write the manifest without the samples that failed (exit code stays 1).
+        By default nothing is written when a sample fails.
+    show_progress : bool
+
+    Returns
+    -------
+    RunReport
+    """
+    root_dir = Path(root_dir)
+    samples = find_samples(root_dir)
+    if not samples:
+        raise FileNotFoundError(f"no sample folder (with an {{ID}}_info.yaml) found below {root_dir}")
+    report = run_per_sample(
+        samples,
+        functools.partial(describe_sample, root_dir=root_dir, info_columns=tuple(info_columns)),
+        desc="dataset manifest",
+        workers=workers,
+        key=lambda s: str(s.path),
+        show_progress=show_progress,
+    )
+    if report.errors and not skip_invalid:
+        logger.error("%s not written: %d sample(s) failed (use --skip_invalid to write the others)", output_file, len(report.errors))
+        return report
+    rows = list(report.results.values())
+    frame = pd.DataFrame(rows, columns=order_columns(rows, info_columns))
+    write_sheets(output_file, {MAIN_SHEET: frame})
+    logger.info("wrote %s (%d samples, %d columns)", output_file, len(frame), frame.shape[1])
+    return report

@@ -1,0 +1,179 @@
+"""Label maps (``label_map.yaml``), label checks and label remapping.
+
+A label map file reads::
+
+    labels:
+      0: {name: background, short: Bg}
+      1: {name: cervical spine 1, short: C1}
+
+Indices are integers in [0, 255]; short forms are unique and safe in file
+names. Binary mask files are named ``{ID}_mask_{index:02d}_{short}.nii.gz``
+and the manifest columns ``mask_{index:02d}_{short}`` / ``…_existence``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+
+from utils.aliases import PathLike
+
+__all__ = ["Label", "LabelMap", "LabelError", "label_histogram", "present_labels", "check_labels", "remap_labels"]
+
+_SHORT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+
+
+class LabelError(ValueError):
+    """Mask values that the label map does not allow, or a malformed label map."""
+
+
+@dataclass(frozen=True)
+class Label:
+    """One entry of a label map.
+
+    Attributes
+    ----------
+    index : int
+        Voxel value, 0..255.
+    name : str
+        Full name (``cervical spine 1``).
+    short : str
+        Short form used in file and column names (``C1``).
+    """
+
+    index: int
+    name: str
+    short: str
+
+    @property
+    def key(self) -> str:
+        """``{index:02d}_{short}``, the part shared by file and column names."""
+        return f"{self.index:02d}_{self.short}"
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Ordered set of labels, background included."""
+
+    labels: tuple[Label, ...]
+
+    @classmethod
+    def from_dict(cls, mapping: dict, source: str = "label map") -> "LabelMap":
+        """Build from ``{index: {name:, short:}}``; raise :class:`LabelError` naming ``source`` when malformed."""
+        entries = mapping.get("labels", mapping) if isinstance(mapping, dict) else None
+        if not isinstance(entries, dict) or not entries:
+            raise LabelError(f"{source}: expected a mapping 'labels: {{index: {{name: ..., short: ...}}}}'")
+        labels = []
+        for raw_index, spec in entries.items():
+            try:
+                index = int(raw_index)
+            except (TypeError, ValueError):
+                raise LabelError(f"{source}: label index {raw_index!r} is not an integer") from None
+            if not 0 <= index <= 255:
+                raise LabelError(f"{source}: label index {index} outside [0, 255]")
+            if not isinstance(spec, dict) or "name" not in spec or "short" not in spec:
+                raise LabelError(f"{source}: label {index} needs 'name' and 'short', found {spec!r}")
+            short = str(spec["short"])
+            if not _SHORT_RE.match(short):
+                raise LabelError(f"{source}: short form {short!r} of label {index} must be letters, digits or '-'")
+            labels.append(Label(index, str(spec["name"]), short))
+        labels.sort(key=lambda lab: lab.index)
+        shorts = [lab.short for lab in labels]
+        if len(set(shorts)) != len(shorts):
+            raise LabelError(f"{source}: short forms must be unique, found {shorts}")
+        return cls(tuple(labels))
+
+    @classmethod
+    def load(cls, path: PathLike) -> "LabelMap":
+        """Read a ``label_map.yaml``.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        LabelError
+            Not a valid label map.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"label map not found: {path}")
+        try:
+            mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise LabelError(f"{path}: not valid YAML ({exc})") from exc
+        return cls.from_dict(mapping, source=str(path))
+
+    def to_dict(self) -> dict:
+        """Inverse of :meth:`from_dict`."""
+        return {"labels": {lab.index: {"name": lab.name, "short": lab.short} for lab in self.labels}}
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(lab.index for lab in self.labels)
+
+    def __iter__(self):
+        return iter(self.labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def binary_mask_name(self, sample_id: str, label: Label) -> str:
+        """``{ID}_mask_{index:02d}_{short}.nii.gz``."""
+        return f"{sample_id}_mask_{label.key}.nii.gz"
+
+
+def label_histogram(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+    """Voxel count of each value 0..255 of a uint8 mask (one pass, no sort).
+
+    Parameters
+    ----------
+    mask : ndarray of uint8
+
+    Returns
+    -------
+    counts : (256,) ndarray of int64
+    """
+    if mask.dtype != np.uint8:
+        raise TypeError(f"uint8 mask expected, got {mask.dtype}")
+    return np.bincount(mask.reshape(-1), minlength=256)
+
+
+def present_labels(mask: npt.NDArray[np.uint8]) -> list[int]:
+    """Sorted values present in a uint8 mask, background included."""
+    return [int(v) for v in np.flatnonzero(label_histogram(mask))]
+
+
+def check_labels(mask: npt.NDArray[np.uint8], allowed: "LabelMap | set[int] | tuple[int, ...]", source: str) -> list[int]:
+    """Return the labels present in ``mask``; raise when one is not allowed.
+
+    Raises
+    ------
+    LabelError
+        Names the file, the unexpected values and the allowed ones.
+    """
+    allowed_set = set(allowed.indices if isinstance(allowed, LabelMap) else allowed)
+    present = present_labels(mask)
+    unknown = [v for v in present if v not in allowed_set]
+    if unknown:
+        raise LabelError(f"{source}: mask values {unknown} are not in the label map (allowed: {sorted(allowed_set)})")
+    return present
+
+
+def remap_labels(mask: npt.NDArray[np.uint8], mapping: dict[int, int]) -> npt.NDArray[np.uint8]:
+    """Apply ``{old: new}`` to a uint8 mask through a 256-entry lookup table (simultaneous, not chained).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> remap_labels(np.array([0, 26, 27, 28], np.uint8), {26: 0, 27: 0, 28: 26}).tolist()
+    [0, 0, 0, 26]
+    """
+    lut = np.arange(256, dtype=np.uint8)
+    for old, new in mapping.items():
+        lut[int(old)] = int(new)
+    return lut[mask]

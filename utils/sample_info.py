@@ -1,0 +1,106 @@
+"""Sample folders of a grouped dataset and their ``{ID}_info.yaml`` files.
+
+A sample folder is named by its ID and holds ``{ID}_info.yaml``,
+``{ID}_volume.nii.gz``, ``{ID}_mask.nii.gz`` and the binary masks
+``{ID}_mask_{index:02d}_{short}.nii.gz``. The info file records the sample's
+attributes and a ``history`` list: one entry per processing step applied, with
+its parameters, so that a re-run can tell what was already done.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from utils.aliases import PathLike
+from utils.atomic import atomic_write_text
+
+__all__ = ["SampleDir", "find_samples", "read_info", "write_info", "history_entry", "has_step"]
+
+_BINARY_RE_TEMPLATE = r"^{id}_mask_(\d{{2,3}})_([A-Za-z0-9-]+)\.nii\.gz$"
+
+
+@dataclass(frozen=True)
+class SampleDir:
+    """Paths of one sample folder (files may not exist yet)."""
+
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def info(self) -> Path:
+        return self.path / f"{self.id}_info.yaml"
+
+    @property
+    def volume(self) -> Path:
+        return self.path / f"{self.id}_volume.nii.gz"
+
+    @property
+    def mask(self) -> Path:
+        return self.path / f"{self.id}_mask.nii.gz"
+
+    def binary_mask(self, key: str) -> Path:
+        """Path of the binary mask ``{ID}_mask_{key}.nii.gz`` (``key`` like ``01_C1``)."""
+        return self.path / f"{self.id}_mask_{key}.nii.gz"
+
+    def binary_masks(self) -> dict[int, tuple[str, Path]]:
+        """Existing binary masks: ``{index: (short, path)}`` sorted by index."""
+        pattern = re.compile(_BINARY_RE_TEMPLATE.format(id=re.escape(self.id)))
+        found: dict[int, tuple[str, Path]] = {}
+        for p in self.path.iterdir():
+            m = pattern.match(p.name)
+            if m:
+                found[int(m.group(1))] = (m.group(2), p)
+        return dict(sorted(found.items()))
+
+
+def find_samples(root_dir: PathLike) -> list[SampleDir]:
+    """All sample folders below ``root_dir`` (a folder holding ``{name}_info.yaml``), sorted by path.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root_dir`` is not a folder.
+    """
+    root = Path(root_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"root_dir is not a folder: {root}")
+    samples = [SampleDir(p.parent) for p in root.rglob("*_info.yaml") if p.name == f"{p.parent.name}_info.yaml"]
+    return sorted(samples, key=lambda s: str(s.path))
+
+
+def read_info(path: PathLike) -> dict[str, Any]:
+    """Read an info yaml; raise ``ValueError`` naming the file when it is not a mapping."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a YAML mapping was expected, found {type(data).__name__}")
+    return data
+
+
+def write_info(path: PathLike, info: dict[str, Any]) -> None:
+    """Write an info yaml atomically, keys in insertion order."""
+    atomic_write_text(path, yaml.safe_dump(info, sort_keys=False, allow_unicode=True, default_flow_style=None))
+
+
+def history_entry(step: str, **params: Any) -> dict[str, Any]:
+    """One ``history`` item: ``{'step': step, 'params': {...}, 'date': ISO time}``."""
+    return {"step": step, "params": params, "date": _dt.datetime.now().isoformat(timespec="seconds")}
+
+
+def has_step(info: dict[str, Any], step: str) -> bool:
+    """True when ``info['history']`` records ``step``."""
+    return any(isinstance(h, dict) and h.get("step") == step for h in info.get("history") or [])

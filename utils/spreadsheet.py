@@ -1,0 +1,211 @@
+"""Excel manifests: atomic writes, sheets replaced in place safely, no live formulas.
+
+Every cell is written with an explicit type: text that starts with ``=`` (a
+metadata sheet may hold one) is stored as a string cell, so Excel shows it and
+never evaluates it, and it reads back unchanged. Lists and matrices are written
+as JSON text (see :func:`format_list`). Missing values are empty cells.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from openpyxl import Workbook, load_workbook
+from openpyxl.utils.exceptions import InvalidFileException
+
+from utils.aliases import PathLike
+from utils.atomic import atomic_path
+
+__all__ = [
+    "MAIN_SHEET",
+    "read_sheet",
+    "sheet_names",
+    "write_sheets",
+    "add_sheet",
+    "format_list",
+    "parse_list",
+    "is_missing",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the primary worksheet of every manifest.
+MAIN_SHEET = "Manifest"
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, NaN and pandas' NA/NaT (an empty cell)."""
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _cell_value(value: Any) -> Any:
+    """Python value openpyxl can store: numpy scalars unwrapped, NaN/None -> None, containers -> JSON."""
+    if is_missing(value):
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _fill_sheet(ws, frame: pd.DataFrame) -> None:
+    ws.append([str(c) for c in frame.columns])
+    for row_idx, row in enumerate(frame.itertuples(index=False, name=None), start=2):
+        for col_idx, value in enumerate(row, start=1):
+            value = _cell_value(value)
+            if value is None:
+                continue
+            cell = ws.cell(row=row_idx, column=col_idx)
+            cell.value = value
+            if isinstance(value, str):
+                cell.data_type = "s"  # never a formula, whatever the text starts with
+    ws.freeze_panes = "A2"
+
+
+def _check_frame(frame: pd.DataFrame, sheet: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"sheet {sheet!r}: a pandas DataFrame was expected, got {type(frame).__name__}")
+    if frame.columns.duplicated().any():
+        dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise ValueError(f"sheet {sheet!r}: duplicated column names {dupes}")
+
+
+def write_sheets(path: PathLike, sheets: Mapping[str, pd.DataFrame]) -> None:
+    """Write a new workbook holding ``sheets`` (in order), replacing ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination ``.xlsx``; its folder is created when missing.
+    sheets : mapping of str to DataFrame
+        Sheet name -> table (the header row is the column names; the index is not written).
+    """
+    wb = Workbook()
+    wb.remove(wb.active)
+    for name, frame in sheets.items():
+        _check_frame(frame, name)
+        _fill_sheet(wb.create_sheet(title=name), frame)
+    with atomic_path(path) as tmp:
+        wb.save(tmp)
+
+
+def _open_workbook(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    try:
+        return load_workbook(path)
+    except (InvalidFileException, KeyError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
+
+
+def sheet_names(path: PathLike) -> list[str]:
+    """Worksheet names of an ``.xlsx`` file."""
+    path = Path(path)
+    wb = _open_workbook(path)
+    return list(wb.sheetnames)
+
+
+def add_sheet(path: PathLike, name: str, frame: pd.DataFrame, *, protected: tuple[str, ...] = (MAIN_SHEET,)) -> bool:
+    """Add or replace one worksheet of an existing workbook, keeping every other sheet intact.
+
+    The whole workbook is rewritten to a temporary file and renamed into
+    place, so an interrupted run leaves the previous workbook.
+
+    Parameters
+    ----------
+    path : str or Path
+        Existing ``.xlsx``.
+    name : str
+        Sheet to add; replaced when it exists (re-running a split routine).
+    frame : DataFrame
+        Its content.
+    protected : tuple of str
+        Sheets that may never be replaced this way.
+
+    Returns
+    -------
+    replaced : bool
+        True when a sheet of that name existed.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is protected or not a valid Excel sheet name.
+    """
+    path = Path(path)
+    if name in protected:
+        raise ValueError(f"{path}: sheet {name!r} cannot be replaced; choose another name")
+    if len(name) > 31 or any(ch in name for ch in "[]:*?/\\"):
+        raise ValueError(f"sheet name {name!r} is not valid in Excel (at most 31 characters, none of []:*?/\\)")
+    _check_frame(frame, name)
+    wb = _open_workbook(path)
+    replaced = name in wb.sheetnames
+    if replaced:
+        index = wb.sheetnames.index(name)
+        wb.remove(wb[name])
+        ws = wb.create_sheet(title=name, index=index)
+    else:
+        ws = wb.create_sheet(title=name)
+    _fill_sheet(ws, frame)
+    with atomic_path(path) as tmp:
+        wb.save(tmp)
+    return replaced
+
+
+def read_sheet(path: PathLike, sheet: str = MAIN_SHEET) -> pd.DataFrame:
+    """Read one worksheet as a DataFrame of Python objects (empty cells -> None).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not an ``.xlsx`` workbook, or no sheet of that name (the message lists the sheets).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    try:
+        with pd.ExcelFile(path, engine="openpyxl") as xls:
+            if sheet not in xls.sheet_names:
+                raise ValueError(f"{path}: no worksheet {sheet!r} (found: {', '.join(xls.sheet_names)})")
+            frame = xls.parse(sheet, dtype=object)
+    except (InvalidFileException, KeyError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
+    frame.columns = [str(c) for c in frame.columns]
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def format_list(values) -> str:
+    """List as JSON text (``[1, 2, 26]``) that :func:`parse_list` reads back."""
+    return json.dumps([v.item() if isinstance(v, np.generic) else v for v in values])
+
+
+def parse_list(text: Any) -> list:
+    """Inverse of :func:`format_list`; an empty cell gives ``[]``."""
+    if is_missing(text) or text == "":
+        return []
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{text!r} is not a JSON list") from exc
+    if not isinstance(value, list):
+        raise ValueError(f"{text!r} is not a JSON list")
+    return value

@@ -1,0 +1,1 @@
+"""VerSe spine-CT pipeline: the archive's rules and the routines' work functions."""
