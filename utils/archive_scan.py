@@ -8,7 +8,7 @@ the reason, and routine 01 writes them to a second worksheet.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 
 from utils.alignment import qform_sform_mismatch_mm
+from utils.cli import run_per_sample
 from utils.nifti_io import is_nifti_path, load_nifti, require_3d
 from utils.orientation import geometry_record, parse_affine
+from utils.spreadsheet import is_missing
 
-__all__ = ["SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm"]
+__all__ = ["SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm", "scan_archive"]
 
 #: Worksheet of routine 01 listing the files that could not be used, with the reason.
 SKIPPED_SHEET = "Skipped"
@@ -83,7 +85,10 @@ def add_affine_diff_norm(frame: pd.DataFrame, key_columns: Sequence[str], type_c
         Value on ``m3d`` rows that have exactly one ``v3d`` partner; None elsewhere.
     """
     norms = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    keys = frame[list(key_columns)].astype(str).agg("|".join, axis=1)
+    keys = pd.Series(
+        ["|".join("" if is_missing(v) else str(v) for v in row) for row in frame[list(key_columns)].itertuples(index=False)],
+        index=frame.index,
+    )
     for _key, rows in frame.groupby(keys, sort=False):
         volumes = rows[rows[type_column] == "v3d"]
         if len(volumes) != 1:
@@ -92,3 +97,55 @@ def add_affine_diff_norm(frame: pd.DataFrame, key_columns: Sequence[str], type_c
         for idx, row in rows[rows[type_column] == "m3d"].iterrows():
             norms[idx] = float(np.linalg.norm(parse_affine(row["transform"]) - vol_affine))
     return norms
+
+
+def scan_archive(
+    root_dir: Path,
+    parse: Callable[[Path], tuple[dict[str, Any] | None, str | None]],
+    *,
+    workers: int = 1,
+    show_progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """List, parse and describe every NIfTI file of an archive.
+
+    Parameters
+    ----------
+    root_dir : Path
+        Archive root; ``file_path`` is relative to it (POSIX separators).
+    parse : callable
+        Dataset rule: relative path -> (fields, None) or (None, reason).
+    workers : int
+        Processes for the integrity read of each file.
+    show_progress : bool
+
+    Returns
+    -------
+    records : DataFrame
+        ``file_path``, the parsed fields, geometry columns and ``qform_sform_mm``.
+    skipped : DataFrame
+        ``file_path``, ``reason`` for every NIfTI file that cannot be used
+        (outside the rules, unreadable, truncated, not 3D).
+    """
+    root_dir = Path(root_dir)
+    parsed: list[tuple[Path, dict[str, Any]]] = []
+    skipped: list[dict[str, str]] = []
+    for path in list_nifti_files(root_dir):
+        rel = path.relative_to(root_dir)
+        fields, reason = parse(rel)
+        if fields is None:
+            skipped.append({"file_path": rel.as_posix(), "reason": reason or "not recognised"})
+        else:
+            parsed.append((path, fields))
+    report = run_per_sample(
+        [p for p, _ in parsed], describe_nifti_file, desc="scan archive", workers=workers,
+        key=lambda p: p.relative_to(root_dir).as_posix(), show_progress=show_progress,
+    )
+    rows = []
+    for path, fields in parsed:
+        rel = path.relative_to(root_dir).as_posix()
+        if rel in report.errors:
+            skipped.append({"file_path": rel, "reason": report.errors[rel]})
+        else:
+            rows.append({"file_path": rel, **fields, **report.results[rel]})
+    skipped.sort(key=lambda r: r["file_path"])
+    return pd.DataFrame(rows), pd.DataFrame(skipped, columns=["file_path", "reason"])

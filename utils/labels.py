@@ -22,8 +22,9 @@ import numpy.typing as npt
 import yaml
 
 from utils.aliases import PathLike
+from utils.atomic import atomic_write_text
 
-__all__ = ["Label", "LabelMap", "LabelError", "label_histogram", "present_labels", "check_labels", "remap_labels"]
+__all__ = ["Label", "LabelMap", "LabelError", "label_histogram", "present_labels", "check_labels", "remap_labels", "install_label_map"]
 
 _SHORT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
@@ -177,3 +178,22 @@ def remap_labels(mask: npt.NDArray[np.uint8], mapping: dict[int, int]) -> npt.ND
     for old, new in mapping.items():
         lut[int(old)] = int(new)
     return lut[mask]
+
+
+def install_label_map(source: PathLike, destination: PathLike) -> str:
+    """Copy a descriptor's ``label_map.yaml`` to ``destination`` unless a copy is already there.
+
+    An existing copy is never overwritten: a researcher may have edited it.
+
+    Returns
+    -------
+    status : str
+        ``'written'``, ``'identical'`` or ``'kept'`` (existing copy differs; it was left as is).
+    """
+    source, destination = Path(source), Path(destination)
+    text = source.read_text(encoding="utf-8")
+    if destination.exists():
+        LabelMap.load(destination)  # an edited copy must still be a valid label map
+        return "identical" if destination.read_text(encoding="utf-8") == text else "kept"
+    atomic_write_text(destination, text)
+    return "written"

@@ -1,0 +1,75 @@
+"""Routine 03's work: drop sacrum/coccyx and move T13 to 26, exactly once.
+
+The remap ``{26: 0, 27: 0, 28: 26}`` destroys T13 if applied twice (the
+second run would read the new 26 as sacrum). A revised mask therefore carries
+a marker in its NIfTI header ``descrip`` field — written in the same atomic
+rename as the voxels, so no crash can separate them — and the step is recorded
+in the info yaml; either marker makes a re-run skip the sample.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from utils.labels import check_labels, remap_labels
+from utils.nifti_io import header_descrip, load_nifti, read_mask, save_nifti
+from utils.sample_info import SampleDir, has_step, history_entry, read_info, write_info
+
+__all__ = ["REVISION_STEP", "REVISION_MARKER", "revise_sample_labels"]
+
+logger = logging.getLogger(__name__)
+
+REVISION_STEP = "reduce_sacrum_coccyx_and_revise_T13"
+#: Written to the header ``descrip`` of a revised mask.
+REVISION_MARKER = "verse-labels-revised(26,27->0;28->26)"
+
+
+def revise_sample_labels(sample: SampleDir, mapping: dict[int, int], raw_range: tuple[int, int]) -> str:
+    """Apply ``mapping`` to ``{ID}_mask.nii.gz`` unless it was already applied.
+
+    Parameters
+    ----------
+    sample : SampleDir
+    mapping : dict of int to int
+        Simultaneous remap (``{26: 0, 27: 0, 28: 26}``).
+    raw_range : (int, int)
+        Values allowed in an unrevised mask (inclusive).
+
+    Returns
+    -------
+    summary : str
+        What happened, for the log.
+
+    Raises
+    ------
+    ValueError
+        Missing mask, values outside ``raw_range``, binary masks already
+        extracted (they would become stale: run routine 03 before 04).
+    """
+    info = read_info(sample.info) if sample.info.is_file() else {}
+    img = load_nifti(sample.mask)
+    if REVISION_MARKER in header_descrip(img) or has_step(info, REVISION_STEP):
+        if REVISION_MARKER in header_descrip(img) and not has_step(info, REVISION_STEP):
+            _record(sample, info, mapping)  # crash between mask and info write: complete the record
+        return "already revised; skipped (applying the remap twice would turn T13 into background)"
+    if sample.binary_masks():
+        raise ValueError(
+            f"{sample.path}: binary masks already exist; routine 03 must run before routine 04 "
+            "(re-run 02 with --overwrite, then 03 and 04)"
+        )
+    mask = read_mask(img, sample.mask)
+    present = check_labels(mask, set(range(raw_range[0], raw_range[1] + 1)), str(sample.mask))
+    revised = remap_labels(mask, mapping)
+    save_nifti(sample.mask, revised, img.affine, dtype=np.uint8, template=img, descrip=REVISION_MARKER)
+    _record(sample, info, mapping)
+    changed = {k: v for k, v in mapping.items() if k in present}
+    return f"revised {changed}" if changed else "no sacrum, coccyx or T13 voxels; marked as revised"
+
+
+def _record(sample: SampleDir, info: dict, mapping: dict[int, int]) -> None:
+    history = list(info.get("history") or [])
+    history.append(history_entry(REVISION_STEP, mapping={int(k): int(v) for k, v in mapping.items()}))
+    info["history"] = history
+    write_info(sample.info, info)
