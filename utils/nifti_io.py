@@ -96,7 +96,8 @@ def _image_from_bytes(raw: bytes, path: Path) -> nib.Nifti1Image:
     except Exception as exc:  # nibabel raises several types for a bad header
         raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
     header = img.header
-    expected = int(header["vox_offset"]) + int(np.prod(img.shape, dtype=np.int64)) * header.get_data_dtype().itemsize
+    offset = int(header["vox_offset"]) or (544 if isinstance(img, nib.Nifti2Image) else 352)  # 0 in memory-made headers
+    expected = offset + int(np.prod(img.shape, dtype=np.int64)) * header.get_data_dtype().itemsize
     if len(raw) < expected:
         raise NiftiError(f"{path}: data truncated: {len(raw)} bytes found, {expected} expected for shape {img.shape}")
     return img

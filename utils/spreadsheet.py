@@ -186,7 +186,7 @@ def read_sheet(path: PathLike, sheet: str = MAIN_SHEET) -> pd.DataFrame:
         with pd.ExcelFile(path, engine="openpyxl") as xls:
             if sheet not in xls.sheet_names:
                 raise ValueError(f"{path}: no worksheet {sheet!r} (found: {', '.join(xls.sheet_names)})")
-            frame = xls.parse(sheet, dtype=object)
+            frame = pd.read_excel(xls, sheet_name=sheet, dtype=object)
     except (InvalidFileException, KeyError, OSError) as exc:
         raise ValueError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
     frame.columns = [str(c) for c in frame.columns]

@@ -168,7 +168,7 @@ def _read_table(path: Path, sheet: str | None) -> pd.DataFrame:
         if path.suffix.lower() in (".xlsx", ".xlsm"):
             with pd.ExcelFile(path, engine="openpyxl") as xls:
                 name = sheet if sheet in xls.sheet_names else xls.sheet_names[0]
-                return xls.parse(name, dtype=object)
+                return pd.read_excel(xls, sheet_name=name, dtype=object)
         sep = "\t" if path.suffix.lower() == ".tsv" else ","
         return pd.read_csv(path, sep=sep, dtype=object)
     except Exception as exc:
