@@ -8,6 +8,7 @@ the reason, and routine 01 writes them to a second worksheet.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,15 @@ from utils.nifti_io import is_nifti_path, load_nifti, require_3d
 from utils.orientation import geometry_record, parse_affine
 from utils.spreadsheet import is_missing
 
-__all__ = ["SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm", "scan_archive"]
+__all__ = [
+    "SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm", "scan_archive",
+    "warn_qform_sform", "pair_volumes_and_masks",
+]  # fmt: skip
 
 #: Worksheet of routine 01 listing the files that could not be used, with the reason.
 SKIPPED_SHEET = "Skipped"
+
+logger = logging.getLogger(__name__)
 
 GEOMETRY_FILE_COLUMNS = ["szx", "szy", "szz", "spx", "spy", "spz", "orientation_from", "orientation_to", "dtype", "transform"]
 
@@ -149,3 +155,69 @@ def scan_archive(
             rows.append({"file_path": rel, **fields, **report.results[rel]})
     skipped.sort(key=lambda r: r["file_path"])
     return pd.DataFrame(rows), pd.DataFrame(skipped, columns=["file_path", "reason"])
+
+
+def warn_qform_sform(records: pd.DataFrame, tol_mm: float = 1e-3) -> list[str]:
+    """Log one warning per archive file whose qform and sform disagree by more than ``tol_mm``.
+
+    Parameters
+    ----------
+    records : DataFrame
+        Output of :func:`scan_archive` (``file_path``, ``qform_sform_mm``).
+    tol_mm : float
+        Largest voxel displacement (mm) still counted as agreement.
+
+    Returns
+    -------
+    files : list of str
+        ``file_path`` of every file warned about.
+    """
+    if records.empty or "qform_sform_mm" not in records.columns:
+        return []
+    bad = records[records["qform_sform_mm"].map(lambda v: not is_missing(v) and v > tol_mm)]
+    for _, row in bad.iterrows():
+        logger.warning("%s: qform and sform disagree by up to %.3g mm", row["file_path"], row["qform_sform_mm"])
+    return [str(p) for p in bad["file_path"]]
+
+
+def pair_volumes_and_masks(
+    frame: pd.DataFrame, key_columns: Sequence[str], *, mask_required: bool = True, type_column: str = "type"
+) -> tuple[dict[tuple, tuple[pd.Series, pd.Series | None]], dict[tuple, str]]:
+    """Group archive rows into (volume, mask) pairs by a sample key; report what cannot be paired.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Archive rows with ``file_path``, ``type`` (``v3d``/``m3d``) and ``key_columns``.
+    key_columns : sequence of str
+        Columns identifying one sample (NME: collection, subset, ID).
+    mask_required : bool
+        When False, a volume without a mask is a valid pair ``(volume, None)``.
+    type_column : str
+
+    Returns
+    -------
+    pairs : dict
+        Key tuple -> ``(volume row, mask row or None)``, sorted by key.
+    problems : dict
+        Key tuple -> one-line reason naming the files: several candidates,
+        a mask without volume, a volume without mask (when required).
+    """
+    pairs: dict[tuple, tuple[pd.Series, pd.Series | None]] = {}
+    problems: dict[tuple, str] = {}
+    if frame.empty:
+        return pairs, problems
+    keys = frame[list(key_columns)].astype(object).where(frame[list(key_columns)].notna(), "")
+    for key, rows in frame.groupby([keys[c] for c in key_columns], sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        vols = rows[rows[type_column] == "v3d"]
+        masks = rows[rows[type_column] == "m3d"]
+        if len(vols) > 1 or len(masks) > 1:
+            problems[key] = f"several candidate files for one sample: {sorted(rows['file_path'])}"
+        elif vols.empty:
+            problems[key] = f"mask {masks.iloc[0]['file_path']} has no volume"
+        elif masks.empty and mask_required:
+            problems[key] = f"volume {vols.iloc[0]['file_path']} has no mask"
+        else:
+            pairs[key] = (vols.iloc[0], None if masks.empty else masks.iloc[0])
+    return pairs, problems

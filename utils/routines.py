@@ -3,6 +3,8 @@
 - :func:`extract_binary_masks_main` — VerSe 04, NME 03, ESO 03
 - :func:`dataset_manifest_main` — VerSe 05, NME 04, ESO 04 (dataset's info columns as parameter)
 - :func:`index_manifests_main` — VerSe 07, NME 06, ESO 06
+- :func:`write_archive_manifest` — the output of every routine 01
+- :func:`add_pairing_args`, :func:`confirm_pairs` — the options and loop of every routine 02
 
 The command lines are the tutorials'; options beyond them are marked in --help.
 """
@@ -12,17 +14,26 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pandas as pd
+
+from utils.alignment import GRID_TOL_VOXEL
+from utils.archive_scan import SKIPPED_SHEET
 from utils.binary_masks import extract_sample_binary_masks
 from utils.cli import add_common_args, fail, run_per_sample, setup_logging
 from utils.dataset_manifest import build_dataset_manifest
-from utils.labels import LabelMap
+from utils.labels import LabelMap, install_label_map
+from utils.pairing import PairJob, write_pair
 from utils.sample_info import find_samples
 from utils.splits import extract_index_manifests
+from utils.spreadsheet import MAIN_SHEET, write_sheets
 
-__all__ = ["extract_binary_masks_main", "dataset_manifest_main", "index_manifests_main"]
+__all__ = [
+    "extract_binary_masks_main", "dataset_manifest_main", "index_manifests_main",
+    "write_archive_manifest", "add_pairing_args", "confirm_pairs",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +99,64 @@ def index_manifests_main(argv: Sequence[str] | None, description: str | None) ->
         return fail(str(exc))
     logger.info("%d index manifests in %s", len(written), args.output_index_manifest_dir)
     return 0
+
+
+def write_archive_manifest(output_file: Path, manifest: pd.DataFrame, skipped: pd.DataFrame, label_map_source: Path) -> None:
+    """Routine 01's output: the ``Manifest`` and ``Skipped`` sheets, and ``label_map.yaml`` beside them.
+
+    The dataset's label map is copied next to the manifest (so the tutorials'
+    ``--label_explanation root_dir/descriptor/label_map.yaml`` works) unless a
+    copy is already there; an edited copy is kept.
+
+    Parameters
+    ----------
+    output_file : Path
+        ``archive_manifest.xlsx`` (replaced atomically).
+    manifest, skipped : DataFrame
+        Usable files, and unusable files with ``file_path`` and ``reason``.
+    label_map_source : Path
+        ``descriptors/<dataset>/label_map.yaml``.
+    """
+    output_file = Path(output_file)
+    write_sheets(output_file, {MAIN_SHEET: manifest, SKIPPED_SHEET: skipped})
+    logger.info("wrote %s: %d files in %s, %d in %s", output_file, len(manifest), MAIN_SHEET, len(skipped), SKIPPED_SHEET)
+    for _, row in skipped.iterrows():
+        logger.warning("skipped %s: %s", row["file_path"], row["reason"])
+    label_map = output_file.parent / "label_map.yaml"
+    status = install_label_map(label_map_source, label_map)
+    logger.info("label map %s: %s", label_map, {"written": "written", "identical": "already up to date", "kept": "exists and differs from the descriptor; kept as edited"}[status])
+
+
+def add_pairing_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Routine 02's options beyond the tutorial: ``--resample_mismatched_masks --grid_tol --overwrite``."""
+    parser.add_argument("--resample_mismatched_masks", action="store_true", help="resample a mask on another grid with nearest neighbour instead of failing")
+    parser.add_argument("--grid_tol", type=float, default=GRID_TOL_VOXEL, help=f"largest voxel-centre displacement between mask and volume grids, as a fraction of a voxel (default {GRID_TOL_VOXEL})")
+    parser.add_argument("--overwrite", action="store_true", help="rebuild samples that later routines already modified")
+    return parser
+
+
+def confirm_pairs(jobs: Sequence[PairJob], problems: Mapping[str, str], output_dir: Path, *, workers: int = 1, show_progress: bool = True) -> int:
+    """Routine 02's loop: write every pairable sample, then report the ones that could not be paired.
+
+    Parameters
+    ----------
+    jobs : sequence of PairJob
+    problems : mapping of str to str
+        Sample -> why it has no job (mask without volume, volume without mask …).
+    output_dir : Path
+        Grouped dataset folder (for the log).
+    workers : int
+    show_progress : bool
+
+    Returns
+    -------
+    exit_code : int
+        0 when every archive sample was written, 1 otherwise (after writing all good ones).
+    """
+    report = run_per_sample(jobs, write_pair, desc="confirm pairs", workers=workers, key=lambda j: j.sample_dir.name, show_progress=show_progress)
+    logger.info("grouped dataset in %s: %d samples written", output_dir, len(report.results))
+    if problems:
+        logger.error("%d archive sample(s) could not be paired and were not written:", len(problems))
+        for sid, reason in problems.items():
+            logger.error("  %s: %s", sid, reason)
+    return 1 if (problems or report.errors) else 0
