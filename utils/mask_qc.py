@@ -1,0 +1,516 @@
+"""Per-sample work of the mask-QC tools: read a sample, repair / threshold / report, write it back consistently.
+
+Shared by ``utils/small_connected_region_detect.py``,
+``utils/morphological_close_on_slice_small_region.py``,
+``utils/morphological_open_on_slice_small_region.py`` and
+``utils/mask_thresholding.py``.
+
+Contract of the tools that change masks (:func:`apply_mask_step`):
+
+* The multi-label mask ``{ID}_mask.nii.gz`` is the input; every binary mask
+  ``{ID}_mask_XX_short.nii.gz`` already in the folder is rewritten from the
+  new mask, so they stay consistent. A foreground label in the mask without
+  its binary mask (when the folder has binary masks) is an error for that
+  sample; a folder without binary masks (ESO before routine 03) gets only the
+  multi-label mask.
+* ``output_dir == root_dir`` rewrites in place; every file is replaced
+  atomically (temporary file + rename), binary masks first, then the mask,
+  then the info yaml, so an interrupted run leaves complete files and no
+  history entry for the step, and re-running finishes it. Another
+  ``output_dir`` receives the sample folder at the same relative path, with
+  every other file (volume, …) copied.
+* The info yaml's ``history`` gets ``{step, params, date, result}``. A sample
+  whose history already holds the same step with the same params is not
+  processed again (re-running a tool is a no-op) unless ``force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+
+from utils.alignment import grids_match
+from utils.atomic import atomic_path
+from utils.binary_masks import binary_mask_of
+from utils.cli import RunReport, SampleError, run_per_sample
+from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, label_boxes, small_regions_3d
+from utils.label_fusion import fuse_label_changes
+from utils.nifti_io import load_nifti, read_mask, read_volume, require_3d, save_nifti
+from utils.sample_info import SampleDir, find_samples, history_entry, read_info, write_info
+from utils.slice_morphology import SliceRepair, repair_changes
+
+__all__ = [
+    "STEP_CLOSE",
+    "STEP_OPEN",
+    "STEP_THRESHOLD",
+    "REPORT_COLUMNS",
+    "Destination",
+    "read_label_mask",
+    "sample_binary_masks",
+    "find_applied",
+    "apply_mask_step",
+    "repair_transform",
+    "threshold_transform",
+    "threshold_mask",
+    "small_region_rows",
+    "add_output_args",
+    "add_repair_args",
+    "repair_step",
+    "run_mask_step",
+]
+
+logger = logging.getLogger(__name__)
+
+STEP_CLOSE = "morphological_close_on_slice_small_region"
+STEP_OPEN = "morphological_open_on_slice_small_region"
+STEP_THRESHOLD = "mask_thresholding"
+
+#: Columns of the small-region manifest.
+REPORT_COLUMNS = ("ID", "file", "mask", "label_index", "label_name", *REGION_COLUMNS)
+
+#: ``transform(sample, img, mask) -> (new_mask, result)``: the step's work on one sample.
+Transform = Callable[[SampleDir, nib.Nifti1Image, npt.NDArray[np.uint8]], tuple[npt.NDArray[np.uint8], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a tool writes: in place (``output_dir == root_dir``) or a copy of the folder layout."""
+
+    root_dir: Path
+    output_dir: Path
+
+    @classmethod
+    def create(cls, root_dir: Path | str, output_dir: Path | str) -> "Destination":
+        """Check the pair of folders.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``root_dir`` is not a folder.
+        ValueError
+            ``output_dir`` lies inside ``root_dir`` (a later run would find the copies as samples).
+        """
+        root, out = Path(root_dir).resolve(), Path(output_dir).resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"root_dir is not a folder: {root_dir}")
+        if out != root and root in out.parents:
+            raise ValueError(
+                f"output_dir {output_dir} is inside root_dir {root_dir}; use root_dir itself (in place) or a folder outside it"
+            )
+        return cls(root, out)
+
+    @property
+    def in_place(self) -> bool:
+        return self.root_dir == self.output_dir
+
+    def target(self, sample: SampleDir) -> SampleDir:
+        """The sample folder written for ``sample`` (the same folder when in place)."""
+        if self.in_place:
+            return sample
+        return SampleDir(self.output_dir / sample.path.resolve().relative_to(self.root_dir))
+
+
+def read_label_mask(path: Path) -> tuple[nib.Nifti1Image, npt.NDArray[np.uint8]]:
+    """Load a multi-label mask as uint8 in its on-disk (Fortran) layout.
+
+    Same checks as :func:`utils.nifti_io.read_mask`, without its C-order copy
+    (a transposition costing ~0.9 s for 512x512x300); Fortran order also
+    makes each axial slice ``mask[:, :, k]`` contiguous.
+
+    Returns
+    -------
+    img : nibabel image
+    mask : (I, J, K) ndarray of uint8
+        Writable, Fortran-ordered for NIfTI input.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    NiftiError
+        Unreadable, truncated, not 3D, or values that are not labels in [0, 255].
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: mask file missing")
+    img = load_nifti(path)
+    require_3d(img, path)
+    data = np.asanyarray(img.dataobj)
+    if data.dtype == np.uint8:
+        return img, np.array(data, order="K")
+    return img, read_mask(img, path)
+
+
+def sample_binary_masks(
+    sample: SampleDir, present: list[int], *, required: bool
+) -> dict[int, tuple[str, Path]]:
+    """Binary masks of ``sample`` after checking that every present foreground label has one.
+
+    Parameters
+    ----------
+    sample : SampleDir
+    present : list of int
+        Labels present in the multi-label mask.
+    required : bool
+        True: every present foreground label needs a binary mask (names come
+        from them). False: a folder without any binary mask is accepted.
+
+    Returns
+    -------
+    binaries : dict
+        ``{index: (short, path)}``.
+
+    Raises
+    ------
+    SampleError
+        A present foreground label has no ``{ID}_mask_XX_*.nii.gz``.
+    """
+    binaries = sample.binary_masks()
+    if not binaries and not required:
+        return binaries
+    missing = [lab for lab in present if lab != 0 and lab not in binaries]
+    if missing:
+        raise SampleError(
+            f"{sample.mask}: labels {missing} present but no binary mask "
+            f"{sample.id}_mask_{missing[0]:02d}_<short>.nii.gz found (binary masks present: {sorted(binaries) or 'none'}); "
+            "run the binary-mask extraction routine first"
+        )
+    return binaries
+
+
+def find_applied(info: dict[str, Any], step: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The history entry recording ``step`` with exactly ``params``, or None."""
+    for entry in info.get("history") or []:
+        if isinstance(entry, dict) and entry.get("step") == step and entry.get("params") == params:
+            return entry
+    return None
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _write_sample(
+    src: SampleDir,
+    dst: SampleDir,
+    mask: npt.NDArray[np.uint8] | None,
+    img: nib.Nifti1Image | None,
+    binaries: dict[int, tuple[str, Path]],
+    info: dict[str, Any],
+) -> None:
+    """Write ``dst``: other files copied (when not in place), binary masks, mask, info yaml last.
+
+    ``mask is None`` means unchanged: nothing is re-encoded, the files are copied (or left in place).
+    """
+    in_place = dst.path.resolve() == src.path.resolve()
+    written = {dst.info.name}
+    if mask is not None:
+        written |= {dst.mask.name} | {f"{dst.id}_mask_{idx:02d}_{short}.nii.gz" for idx, (short, _) in binaries.items()}
+    if not in_place:
+        dst.path.mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.path.iterdir()):
+            if f.is_file() and not f.name.startswith(".") and f.name not in written:
+                _copy_atomic(f, dst.path / f.name)
+    if mask is not None and img is not None:
+        boxes = label_boxes(mask)
+        for idx, (short, _) in binaries.items():
+            binary = (mask == 0).view(np.uint8) if idx == 0 else binary_mask_of(mask, idx, boxes.get(idx))
+            save_nifti(dst.binary_mask(f"{idx:02d}_{short}"), binary, img.affine, dtype=np.uint8, template=img, descrip="")
+        save_nifti(dst.mask, mask, img.affine, dtype=np.uint8, template=img)
+    write_info(dst.info, info)
+
+
+def apply_mask_step(
+    sample: SampleDir,
+    destination: Destination,
+    step: str,
+    params: dict[str, Any],
+    transform: Transform,
+    *,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run one mask-changing step on one sample and write the result (see the module docstring).
+
+    Parameters
+    ----------
+    sample : SampleDir
+        Input folder below ``destination.root_dir``.
+    destination : Destination
+    step : str
+        Step name recorded in the history (:data:`STEP_CLOSE` …).
+    params : dict
+        Parameters recorded with it; plain YAML types (lists, not tuples).
+    transform : callable
+        ``(sample, img, mask) -> (new_mask, result)``; ``result`` (plain
+        YAML types) is recorded in the history entry.
+    force : bool
+        Apply even when the history already records ``step`` with ``params``.
+
+    Returns
+    -------
+    outcome : dict
+        ``status`` ('applied', 'already applied', 'no mask'); when applied
+        also ``changed`` (mask differs) and the transform's ``result``.
+
+    Raises
+    ------
+    SampleError, NiftiError, FileNotFoundError
+        Bad input; the message names the file.
+    """
+    info = read_info(sample.info)
+    dst = destination.target(sample)
+    if not sample.mask.is_file():
+        status, done = "no mask", None
+    else:
+        done = find_applied(info, step, params)
+        status = "already applied" if done is not None and not force else "applied"
+    if status != "applied":
+        if not destination.in_place:
+            _write_sample(sample, dst, None, None, {}, info)
+        logger.debug("%s: %s%s; %s", sample.id, status, f" on {done.get('date', '?')}" if done else "",
+                     "nothing to do" if destination.in_place else "copied unchanged")  # fmt: skip
+        return {"status": status}
+    img, mask = read_label_mask(sample.mask)
+    present = sorted({0} | set(label_boxes(mask)))
+    binaries = sample_binary_masks(sample, present, required=False)
+    new_mask, result = transform(sample, img, mask)
+    changed = not np.array_equal(new_mask, mask)
+    entry = history_entry(step, **params)
+    entry["result"] = result
+    info = dict(info)
+    info["history"] = [*(info.get("history") or []), entry]
+    _write_sample(sample, dst, new_mask if changed else None, img, binaries, info)
+    logger.debug("%s: %s; %s", sample.id, result, "mask and binary masks rewritten" if changed else "mask unchanged")
+    return {"status": status, "changed": changed, **result}
+
+
+def repair_transform(repair: SliceRepair, filter_halfedge: int) -> Transform:
+    """Transform for :func:`apply_mask_step`: slice-wise repair then label fusion."""
+    if int(filter_halfedge) < 0:
+        raise ValueError(f"filter_halfedge must be >= 0, got {filter_halfedge!r}")
+    return _RepairTransform(repair, int(filter_halfedge))
+
+
+@dataclass(frozen=True)
+class _RepairTransform:
+    """Picklable (for ``--workers``) closure of :func:`repair_transform`."""
+
+    repair: SliceRepair
+    filter_halfedge: int
+
+    def __call__(
+        self, sample: SampleDir, img: nib.Nifti1Image, mask: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.uint8], dict[str, Any]]:
+        changes = repair_changes(mask, img.affine, self.repair)
+        fused, n_changed = fuse_label_changes(mask, changes, self.filter_halfedge)
+        return fused, {"binary_mask_voxels_changed": len(changes), "voxels_relabelled": n_changed}
+
+
+def threshold_mask(
+    mask: npt.NDArray[np.uint8], volume: npt.NDArray[np.floating], lo: float, hi: float
+) -> tuple[npt.NDArray[np.uint8], int]:
+    """Set foreground voxels whose volume value is outside ``[lo, hi]`` to background.
+
+    Parameters
+    ----------
+    mask : (I, J, K) ndarray of uint8
+    volume : (I, J, K) ndarray of float
+        Image values on the same grid (HU for CT).
+    lo, hi : float
+        Inclusive range a foreground voxel's value must lie in; NaN lies outside.
+
+    Returns
+    -------
+    new_mask : (I, J, K) ndarray of uint8
+        Copy of ``mask`` (same memory layout).
+    n_removed : int
+        Foreground voxels set to 0.
+
+    Raises
+    ------
+    ValueError
+        ``lo > hi`` or shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = np.array([[[1, 1, 2, 0]]], np.uint8)
+    >>> v = np.array([[[-500.0, 40.0, 2000.0, 9999.0]]])
+    >>> threshold_mask(m, v, -140.0, 1000.0)[0].ravel().tolist()
+    [0, 1, 0, 0]
+    """
+    if not lo <= hi:
+        raise ValueError(f"threshold range [{lo}, {hi}] is empty; LO <= HI expected")
+    if mask.shape != volume.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from volume shape {volume.shape}")
+    out = mask.copy(order="K")
+    boxes = label_boxes(mask)
+    if not boxes:
+        return out, 0
+    fg_box = tuple(slice(min(b[ax].start for b in boxes.values()), max(b[ax].stop for b in boxes.values())) for ax in range(3))
+    sub, vals = out[fg_box], volume[fg_box]
+    drop = (sub > 0) & ~((vals >= lo) & (vals <= hi))
+    sub[drop] = 0
+    return out, int(np.count_nonzero(drop))
+
+
+@dataclass(frozen=True)
+class _ThresholdTransform:
+    """Picklable (for ``--workers``) closure of :func:`threshold_transform`."""
+
+    lo: float
+    hi: float
+
+    def __call__(
+        self, sample: SampleDir, img: nib.Nifti1Image, mask: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.uint8], dict[str, Any]]:
+        if not sample.volume.is_file():
+            raise FileNotFoundError(f"{sample.volume}: volume file missing")
+        vol_img = load_nifti(sample.volume)
+        if not grids_match(mask.shape, img.affine, vol_img.shape, vol_img.affine):
+            raise SampleError(
+                f"{sample.mask}: grid (shape {mask.shape}) differs from the volume {sample.volume.name} "
+                f"(shape {tuple(vol_img.shape)}); masks must be aligned to their volume first"
+            )
+        new_mask, n_removed = threshold_mask(mask, read_volume(vol_img, sample.volume), self.lo, self.hi)
+        return new_mask, {"voxels_set_to_background": n_removed}
+
+
+def threshold_transform(lo: float, hi: float) -> Transform:
+    """Transform for :func:`apply_mask_step`: :func:`threshold_mask` against the sample's volume."""
+    if not lo <= hi:
+        raise ValueError(f"threshold range [{lo}, {hi}] is empty; LO <= HI expected")
+    return _ThresholdTransform(float(lo), float(hi))
+
+
+def small_region_rows(
+    sample: SampleDir, root_dir: Path, volume_thresh_mm3: float, connectivity: int
+) -> list[dict[str, Any]]:
+    """Small 3D regions of every foreground label of one sample, as manifest rows.
+
+    Regions are the connected components of ``mask == label`` computed on
+    the multi-label mask ``{ID}_mask.nii.gz`` (the binary masks are derived
+    from it); background (label 0) is skipped: its components are the
+    complement of the foreground. Label names come from the binary mask file
+    names.
+
+    Parameters
+    ----------
+    sample : SampleDir
+    root_dir : Path
+        Paths in the rows are relative to it.
+    volume_thresh_mm3 : float
+        Regions strictly smaller are reported.
+    connectivity : {6, 18, 26}
+
+    Returns
+    -------
+    rows : list of dict
+        Keys :data:`REPORT_COLUMNS`; ``file`` is the label's binary mask,
+        ``mask`` the multi-label mask that was analysed.
+
+    Raises
+    ------
+    SampleError
+        A present foreground label has no binary mask.
+    """
+    img, mask = read_label_mask(sample.mask)
+    boxes = label_boxes(mask)
+    binaries = sample_binary_masks(sample, sorted(boxes), required=True)
+    root = Path(root_dir).resolve()
+    mask_rel = sample.mask.resolve().relative_to(root).as_posix()
+    rows = []
+    for label, box in boxes.items():
+        short, path = binaries[label]
+        for region in small_regions_3d(mask, label, box, img.affine, volume_thresh_mm3, connectivity):
+            rows.append(
+                {
+                    "ID": sample.id,
+                    "file": path.resolve().relative_to(root).as_posix(),
+                    "mask": mask_rel,
+                    "label_index": label,
+                    "label_name": short,
+                    **region,
+                }
+            )
+    return rows
+
+
+# --- command-line plumbing shared by the tools -------------------------------------------------------------------
+
+
+def add_repair_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of both slice-wise morphology tools (the tutorials' command lines, plus ``--connectivity``, ``--force``)."""
+    add_output_args(parser)
+    parser.add_argument("--kernel_size", type=int, nargs=2, required=True, metavar=("H", "W"),
+                        help="structuring element, voxels along array axes 0 and 1 (VerSe 5 5, ESO 2 2)")
+    parser.add_argument("--filter_halfedge", type=int, required=True, metavar="N",
+                        help="fusion window (2N+1)x(2N+1) in-slice voxels (tutorials: 3)")
+    parser.add_argument("--region_area_thresh", type=float, required=True, metavar="MM2",
+                        help="repair in-slice components smaller than this area in mm² (VerSe 2.0, ESO 10)")
+    parser.add_argument("--connectivity", type=int, choices=CONNECTIVITY_2D, default=DEFAULT_CONNECTIVITY_2D,
+                        help="(addition) in-slice connectivity of components (default %(default)s)")
+    return parser  # fmt: skip
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--root_dir --output_dir --force``: the options of every tool that rewrites masks."""
+    parser.add_argument("--root_dir", type=Path, required=True, help="grouped dataset folder")
+    parser.add_argument("--output_dir", type=Path, required=True,
+                        help="where to write; equal to --root_dir rewrites in place (atomically per file)")
+    parser.add_argument("--force", action="store_true",
+                        help="(addition) apply again to samples whose info yaml records this step with the same parameters")
+    return parser  # fmt: skip
+
+
+def repair_step(mode: str, args: argparse.Namespace) -> tuple[dict[str, Any], Transform]:
+    """History params and transform of a morphology tool from its parsed options.
+
+    Raises
+    ------
+    ValueError
+        Invalid option values (the message names the option).
+    """
+    repair = SliceRepair(mode, tuple(args.kernel_size), args.region_area_thresh, args.connectivity)
+    params = {
+        "kernel_size": list(repair.kernel_size),
+        "filter_halfedge": int(args.filter_halfedge),
+        "region_area_thresh": repair.region_area_thresh_mm2,
+        "connectivity": repair.connectivity,
+    }
+    return params, repair_transform(repair, args.filter_halfedge)
+
+
+def run_mask_step(
+    args: argparse.Namespace, step: str, params: dict[str, Any], transform: Transform
+) -> RunReport:
+    """The per-sample loop of every mask-changing tool (``args`` from :func:`add_output_args` + common args).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Bad ``--root_dir`` / ``--output_dir`` (fatal, before any sample).
+    """
+    destination = Destination.create(args.root_dir, args.output_dir)
+    samples = find_samples(destination.root_dir)
+    logger.info("%s: %d samples in %s, %s, params %s", step, len(samples), args.root_dir,
+                "in place" if destination.in_place else f"writing to {args.output_dir}", params)  # fmt: skip
+    work = functools.partial(apply_mask_step, destination=destination, step=step, params=params, transform=transform, force=args.force)
+    report = run_per_sample(samples, work, desc=step, workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar)
+    outcomes = list(report.results.values())
+    applied = [o for o in outcomes if o["status"] == "applied"]
+    totals = {k: sum(o[k] for o in applied) for k in (applied[0] if applied else {}) if k not in ("status", "changed")}
+    logger.info("%s: applied to %d samples (%d masks changed; %s), %d already applied with these parameters, %d without mask",
+                step, len(applied), sum(o["changed"] for o in applied), ", ".join(f"{k} {v}" for k, v in totals.items()) or "-",
+                sum(o["status"] == "already applied" for o in outcomes), sum(o["status"] == "no mask" for o in outcomes))  # fmt: skip
+    return report
