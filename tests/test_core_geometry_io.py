@@ -8,7 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from utils import nifti_io
 from utils.alignment import AlignmentError, align_mask_to_volume, grid_displacement_mm, grids_match
 from utils.nifti_io import NiftiError, load_nifti, read_mask, read_volume, save_nifti
 from utils.orientation import format_affine, geometry_record, obliquity_deg, orientation_strings, parse_affine
@@ -143,10 +142,11 @@ def test_interrupted_write_keeps_old_file_and_leaves_no_temporary(tmp_path, monk
     old = _labels(seed=1)
     save_nifti(path, old, PIR, dtype=np.uint8)
 
-    def boom(*args, **kwargs):
+    def write_half_then_interrupt(self, file_map, *args, **kwargs):
+        file_map["image"].fileobj.write(b"\0" * 1000)  # a partial file is on disk
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nifti_io._gzip, "compress", boom)
+    monkeypatch.setattr(nib.Nifti1Image, "to_file_map", write_half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         save_nifti(path, _labels(seed=2), PIR, dtype=np.uint8)
     monkeypatch.undo()

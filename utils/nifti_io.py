@@ -14,6 +14,7 @@ masks as uint8 after checking that every value is a finite integer in
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import zlib
@@ -24,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from utils.aliases import Affine, PathLike
-from utils.atomic import atomic_write_bytes
+from utils.atomic import atomic_path
 
 try:  # python-isal: same format, much faster
     from isal import igzip as _gzip
@@ -190,7 +191,7 @@ def read_mask(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.uint8]:
     require_3d(img, path)
     data = np.asanyarray(img.dataobj)
     if data.dtype == np.uint8:
-        return np.ascontiguousarray(data)
+        return data  # memory order of the file kept (Fortran): writing it back needs no transpose
     if data.dtype.kind == "f":
         finite = np.isfinite(data)
         if not finite.all():
@@ -206,7 +207,7 @@ def read_mask(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.uint8]:
     lo, hi = (data.min(), data.max()) if data.size else (0, 0)
     if lo < 0 or hi > 255:
         raise NiftiError(f"{path}: mask values span [{lo}, {hi}]; labels in [0, 255] expected")
-    return data.astype(np.uint8)
+    return data.astype(np.uint8, order="K")
 
 
 def save_nifti(
@@ -261,10 +262,12 @@ def save_nifti(
     img.header.set_slope_inter(1.0, 0.0)
     if descrip:
         img.header["descrip"] = descrip.encode("latin-1", "replace")[:79]
-    raw = img.to_bytes()
-    if str(path).endswith(".gz"):
-        raw = _gzip.compress(raw, compresslevel=_GZIP_LEVEL)
-    atomic_write_bytes(path, raw)
+    # Stream header and data through the gzip writer: no in-memory copy of the file. A
+    # Fortran-ordered array (as read from NIfTI) is written without a transposing copy.
+    with atomic_path(path) as tmp:
+        opener = functools.partial(_gzip.open, tmp, "wb", compresslevel=_GZIP_LEVEL) if str(path).endswith(".gz") else functools.partial(open, tmp, "wb")
+        with opener() as fh:
+            img.to_file_map({"image": nib.FileHolder(fileobj=fh)})
 
 
 def header_descrip(img: nib.Nifti1Image) -> str:
