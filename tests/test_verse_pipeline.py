@@ -295,3 +295,25 @@ def test_scripts_run_from_any_directory(script, tmp_path):
     result = subprocess.run([sys.executable, str(REPO / script), "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout
+
+
+def test_differing_verse20_copy_is_warned_and_workers_give_the_same_result(tmp_path):
+    root = tmp_path / "dup"
+    make_demo_archive(root / "archive", with_participants=False)
+    copy = root / "archive/dataset-01training/derivatives/sub-verse004/sub-verse004_seg-vert_msk.nii.gz"
+    img = nib.load(copy)
+    data = np.asanyarray(img.dataobj).copy()
+    data[0, 0, 0] = 20
+    write_raw_nifti(copy, data, img.affine)
+    assert run_01_02(root, "--workers", "2") == (0, 0)
+    info = read_info(root / "grouped/VerSe19/train/verse004/verse004_info.yaml")
+    assert any("differs in voxels" in w and "dataset-01training" in w for w in info["warnings"])
+    serial = tmp_path / "serial"
+    make_demo_archive(serial / "archive", with_participants=False)
+    write_raw_nifti(serial / "archive/dataset-01training/derivatives/sub-verse004/sub-verse004_seg-vert_msk.nii.gz", data, img.affine)
+    assert run_01_02(serial) == (0, 0)
+    for rel in SAMPLES:
+        sid = rel.split("/")[-1]
+        a = read_mask(load_nifti(root / "grouped" / rel / f"{sid}_mask.nii.gz"), "a")
+        b = read_mask(load_nifti(serial / "grouped" / rel / f"{sid}_mask.nii.gz"), "b")
+        assert np.array_equal(a, b), rel
