@@ -47,7 +47,8 @@ ARCHIVE_COLUMNS = [
 #: Info-yaml attributes copied into the dataset manifest (routine 04), in the tutorial's order.
 INFO_COLUMNS = ["site", "collection", "subset", "pid"]
 
-#: Fields a parsed archive path carries beyond the manifest columns (used to pair, then dropped).
+#: Parsed fields identifying one sample (collection, subset train/val/test, ``{seq}_{pid}``): an image
+#: and a mask pair when they share them. ``split`` and ``ID`` are not manifest columns.
 _PAIR_KEY = ["collection", "split", "ID"]
 
 
@@ -135,16 +136,15 @@ def parse_archive_path(rel_path: Path, rules: NmeRules) -> tuple[dict[str, Any] 
     m = rules.file_name[spec["type"]].match(nifti_stem(rel_path))
     if not m:
         return None, f"file name {rel_path.name!r} outside the {spec['type']} grammar {rules.file_name[spec['type']].pattern!r}"
-    fields = {"seq": m.group("seq"), "pid": m.group("pid")}
     return {
         "site": rules.sites[collection],
         "collection": collection,
         "subset": subset_dir,
-        "pid": fields["pid"],
+        "pid": m.group("pid"),
         "type": spec["type"],
-        "seq": fields["seq"],
+        "seq": m.group("seq"),
         "split": spec["subset"],
-        "ID": rules.sample_id.format(**fields),
+        "ID": rules.sample_id.format(seq=m.group("seq"), pid=m.group("pid")),
     }, None
 
 

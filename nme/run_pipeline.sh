@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the NME tutorial's routines 01-06 on ROOT_DIR (which holds ROOT_DIR/archive), exactly as the tutorial does.
 # Usage: bash nme/run_pipeline.sh ROOT_DIR        (PYTHON=python3 and WORKERS=2 may be set)
-# Any failing routine stops the script (set -e); routine 02 fails when an archive sample cannot be
-# paired (mask without image, image without mask) after writing every good sample.
+# A failing routine stops the script (set -e), with one exception: when routine 02 exits 1 (some archive
+# samples could not be paired or written — mask without image, image without mask, bad mask; every good
+# sample is written), the later routines run on the samples written and the script exits 1 at the end.
 set -euo pipefail
 root_dir=${1:?usage: run_pipeline.sh ROOT_DIR}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -11,7 +12,9 @@ w=(--workers "${WORKERS:-1}")
 manifest="$root_dir/grouped/dataset_manifest.xlsx"
 
 $py "$here/01_gen_archive_manifest.py" --root_dir "$root_dir/archive" --output_manifest_file "$root_dir/descriptor/archive_manifest.xlsx" "${w[@]}"
-$py "$here/02_confirm_pairs.py" --root_dir "$root_dir/archive" --output_dir "$root_dir/grouped" --archive_manifest "$root_dir/descriptor/archive_manifest.xlsx" "${w[@]}"
+rc02=0
+$py "$here/02_confirm_pairs.py" --root_dir "$root_dir/archive" --output_dir "$root_dir/grouped" --archive_manifest "$root_dir/descriptor/archive_manifest.xlsx" "${w[@]}" || rc02=$?
+[ "$rc02" -le 1 ] || exit "$rc02"
 $py "$here/03_extract_binary_masks.py" --root_dir "$root_dir/grouped" --label_explanation "$root_dir/descriptor/label_map.yaml" "${w[@]}"
 $py "$here/04_gen_dataset_manifest.py" --root_dir "$root_dir/grouped" --output_manifest_file "$manifest" "${w[@]}"
 $py "$here/05_make_split_predefined.py" --manifest_file "$manifest" --split_name split01_Tongji --site Tongji --collection train-val test-inner-01
@@ -28,4 +31,8 @@ $py "$here/06_extract_split_index_manifest.py" --manifest_file "$manifest" --spl
 $py "$here/06_extract_split_index_manifest.py" --manifest_file "$manifest" --split_name split05_External --output_index_manifest_dir "$root_dir/grouped/splits/split05_External" --subsets test
 $py "$here/06_extract_split_index_manifest.py" --manifest_file "$manifest" --split_name split06_Whole --output_index_manifest_dir "$root_dir/grouped/splits/split06_Whole" --subsets train val --subsets train --subsets val --subsets test
 $py "$here/06_extract_split_index_manifest.py" --manifest_file "$manifest" --split_name split07_Mix --output_index_manifest_dir "$root_dir/grouped/splits/split07_Mix" --subsets train val --subsets train --subsets val --subsets test
+if [ "$rc02" -ne 0 ]; then
+  echo "NME pipeline finished WITHOUT the archive samples routine 02 could not pair or write (see its summary above)" >&2
+  exit 1
+fi
 echo "NME pipeline done: manifests in $root_dir/descriptor and $root_dir/grouped, samples in $root_dir/grouped, splits in $root_dir/grouped/splits"

@@ -85,18 +85,30 @@ def pipeline(tmp_path_factory) -> Path:
     return root
 
 
+def _run_pipeline_script(tmp_path: Path, rc02: int) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """run_pipeline.sh with a fake interpreter that records each command and exits ``rc02`` for routine 02."""
+    fake = tmp_path / "py"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\ncase "$1" in *02_confirm_pairs.py) exit {rc02};; esac\n')
+    fake.chmod(0o755)
+    result = subprocess.run(["bash", str(REPO / "nme/run_pipeline.sh"), "root_dir"], env={**os.environ, "PYTHON": str(fake)}, capture_output=True, text=True)
+    calls = [ln.replace(f"{REPO}/nme/", "").replace(" --workers 1", "") for ln in (tmp_path / "calls").read_text().splitlines()]
+    return result, calls
+
+
 def test_tutorial_commands_are_the_spec_and_the_pipeline_script(tmp_path):
     spec = REALDATA.parent / "specs" / "nme_tutorial.md"
     if spec.is_file():  # the constant above is the tutorial, word for word
         assert [ln[len("python ") :] for ln in spec.read_text().splitlines() if ln.startswith("python 0")] == TUTORIAL
-    # run_pipeline.sh chains exactly these commands (a fake interpreter records them)
-    fake = tmp_path / "py"
-    fake.write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\n')
-    fake.chmod(0o755)
-    result = subprocess.run(["bash", str(REPO / "nme/run_pipeline.sh"), "root_dir"], env={**os.environ, "PYTHON": str(fake)}, capture_output=True, text=True)
+    result, calls = _run_pipeline_script(tmp_path, 0)
     assert result.returncode == 0, result.stderr
-    calls = [ln.replace(f"{REPO}/nme/", "").replace(" --workers 1", "") for ln in (tmp_path / "calls").read_text().splitlines()]
     assert calls == TUTORIAL
+
+
+@pytest.mark.parametrize("rc02, calls_made, rc", [(1, len(TUTORIAL), 1), (2, 2, 2)])
+def test_pipeline_script_goes_on_after_unpaired_samples_only(tmp_path, rc02, calls_made, rc):
+    result, calls = _run_pipeline_script(tmp_path, rc02)
+    assert result.returncode == rc and calls == TUTORIAL[:calls_made]
+    assert rc02 == 2 or "WITHOUT the archive samples routine 02 could not pair" in result.stderr
 
 
 def test_archive_manifest_columns_rows_and_skipped(pipeline):
@@ -271,6 +283,16 @@ def test_predefined_split_refuses_unknown_values(pipeline, tmp_path, caplog):
     assert "['Yunnan'] select no sample" in caplog.text
 
 
+def test_rerunning_reproduces_manifests_and_splits(pipeline, tmp_path):
+    root = tmp_path / "again"
+    shutil.copytree(pipeline, root)
+    assert run_tutorial(root, TUTORIAL[:2]) == [0, 1]  # 02 refuses to undo routine 03 without --overwrite
+    assert read_sheet(root / "descriptor/archive_manifest.xlsx").equals(read_sheet(pipeline / "descriptor/archive_manifest.xlsx"))
+    assert run_tutorial(root, TUTORIAL[2:]) == [0] * (len(TUTORIAL) - 2)
+    for sheet in sheet_names(pipeline / "grouped/dataset_manifest.xlsx"):
+        assert read_sheet(root / "grouped/dataset_manifest.xlsx", sheet).equals(read_sheet(pipeline / "grouped/dataset_manifest.xlsx", sheet))
+
+
 @pytest.mark.parametrize(
     "rel, expected",
     [
@@ -299,11 +321,17 @@ def test_unpaired_and_bad_files_are_reported_and_the_rest_is_written(tmp_path, c
     aff = np.diag([-0.8, -0.8, 2.5, 1.0])
     write_raw_nifti(ts / "imagesTs/02A008_777_0000.nii.gz", np.zeros((6, 6, 4), np.int16), aff)
     write_raw_nifti(ts / "labelsTs/02A008_777.nii.gz", np.full((6, 6, 4), 2, np.uint8), aff)  # label outside {0, 1}
+    write_raw_nifti(ts / "imagesTs/02A009_778_0000.nii.gz", np.zeros((6, 6, 4), np.int16), aff)
+    cut = write_raw_nifti(ts / "labelsTs/02A009_778.nii.gz", np.ones((6, 6, 4), np.uint8), aff)
+    cut.write_bytes(cut.read_bytes()[:-20])  # truncated download
     codes = run_tutorial(root, TUTORIAL[:2])
     assert codes == [0, 1]
     log = caplog.text
     assert f"mask {BROKEN_FILES[0][0]} has no volume" in log and f"volume {BROKEN_FILES[1][0]} has no mask" in log
     assert "02A008_777.nii.gz: mask values [2] are not in the label map (allowed: [0, 1])" in log
+    skipped = read_sheet(root / "descriptor/archive_manifest.xlsx", "Skipped").set_index("file_path")["reason"]
+    assert "truncated or corrupt gzip" in skipped[f"{PREFIX}test-outer-02/labelsTs/02A009_778.nii.gz"]
+    assert f"volume {PREFIX}test-outer-02/imagesTs/02A009_778_0000.nii.gz has no mask" in log
     assert "Traceback" not in log
     assert {p.parent.name for p in (root / "grouped").rglob("*_info.yaml")} == {s.id for s in DEMO_SAMPLES}
 
