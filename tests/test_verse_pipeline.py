@@ -230,7 +230,7 @@ def test_index_manifest_with_empty_subset_writes_nothing(pipeline, tmp_path):
 
 @pytest.fixture
 def broken_archive(tmp_path) -> Path:
-    """Demo archive plus: a truncated file, a 4D file, a non-integer mask, an out-of-map label, a shifted mask."""
+    """Demo archive plus: a truncated file, a 4D file, a non-integer mask, an out-of-map label, a shifted mask, a mask without volume."""
     root = tmp_path / "bad"
     archive = root / "archive"
     make_demo_archive(archive, with_participants=False)
@@ -250,6 +250,7 @@ def broken_archive(tmp_path) -> Path:
     trunc = write_raw_nifti(train / "rawdata/sub-verse604/sub-verse604_ct.nii.gz", vol, aff)
     trunc.write_bytes(trunc.read_bytes()[:-30])
     write_raw_nifti(train / "rawdata/sub-verse605/sub-verse605_ct.nii.gz", np.zeros((4, 4, 4, 2), np.int16), aff)
+    write_raw_nifti(train / "derivatives/sub-verse606/sub-verse606_seg-vert_msk.nii.gz", np.zeros((8, 8, 8), np.uint8), aff)
     return root
 
 
@@ -264,6 +265,7 @@ def test_bad_input_is_reported_per_file_and_the_rest_goes_on(broken_archive, cap
     assert "sub-verse601_seg-vert_msk.nii.gz: mask holds 512 non-integer values" in errors
     assert "sub-verse602_seg-vert_msk.nii.gz: mask values [30] are not in the label map" in errors
     assert "sub-verse603_seg-vert_msk.nii.gz: mask grid does not match the volume grid" in errors
+    assert "verse606: VerSe20: mask dataset-01training/derivatives/sub-verse606/sub-verse606_seg-vert_msk.nii.gz has no volume" in errors
     assert "Traceback" not in errors
     grouped = broken_archive / "grouped"
     assert {p.parent.name for p in grouped.rglob("*_info.yaml")} == {s.split("/")[-1] for s in SAMPLES}

@@ -10,19 +10,14 @@ is placed beside the manifest unless one is already there.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.archive_scan import SKIPPED_SHEET
 from utils.cli import add_common_args, fail, run_main, setup_logging
-from utils.labels import install_label_map
-from utils.spreadsheet import MAIN_SHEET, write_sheets
+from utils.routines import write_archive_manifest
 from verse.archive import DESCRIPTOR_DIR, VerseRules, build_archive_manifest
-
-logger = logging.getLogger("verse.01")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,13 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest, skipped = build_archive_manifest(args.root_dir, rules, args.participants, workers=args.workers, show_progress=not args.no_pbar)
     except ValueError as exc:
         return fail(str(exc))
-    write_sheets(args.output_manifest_file, {MAIN_SHEET: manifest, SKIPPED_SHEET: skipped})
-    logger.info("wrote %s: %d files in %s, %d in %s", args.output_manifest_file, len(manifest), MAIN_SHEET, len(skipped), SKIPPED_SHEET)
-    for _, row in skipped.iterrows():
-        logger.warning("skipped %s: %s", row["file_path"], row["reason"])
-    label_map = args.output_manifest_file.parent / "label_map.yaml"
-    status = install_label_map(DESCRIPTOR_DIR / "label_map.yaml", label_map)
-    logger.info("label map %s: %s", label_map, {"written": "written", "identical": "already up to date", "kept": "exists and differs from the descriptor; kept as edited"}[status])
+    write_archive_manifest(args.output_manifest_file, manifest, skipped, DESCRIPTOR_DIR / "label_map.yaml")
     return 0
 
 

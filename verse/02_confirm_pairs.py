@@ -12,19 +12,15 @@ reoriented exactly; masks on another grid are refused unless
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.alignment import GRID_TOL_VOXEL
-from utils.cli import add_common_args, fail, run_main, run_per_sample, setup_logging
-from utils.pairing import write_pair
+from utils.cli import add_common_args, fail, run_main, setup_logging
+from utils.routines import add_pairing_args, confirm_pairs
 from utils.spreadsheet import read_sheet
 from verse.archive import DESCRIPTOR_DIR, VerseRules, pair_jobs
-
-logger = logging.getLogger("verse.02")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,11 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root_dir", type=Path, required=True, help="archive folder (root_dir/archive)")
     parser.add_argument("--output_dir", type=Path, required=True, help="grouped dataset folder (root_dir/grouped)")
     parser.add_argument("--archive_manifest", type=Path, required=True, help="archive_manifest.xlsx of routine 01")
-    parser.add_argument("--resample_mismatched_masks", action="store_true", help="resample a mask on another grid with nearest neighbour instead of failing")
-    parser.add_argument("--grid_tol", type=float, default=GRID_TOL_VOXEL, help=f"largest voxel-centre displacement between mask and volume grids, as a fraction of a voxel (default {GRID_TOL_VOXEL})")
-    parser.add_argument("--overwrite", action="store_true", help="rebuild samples that later routines already modified")
     parser.add_argument("--rules", type=Path, default=DESCRIPTOR_DIR / "archive.yaml", help="archive rules")
-    return add_common_args(parser)
+    return add_common_args(add_pairing_args(parser))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,11 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs, problems = pair_jobs(manifest, args.root_dir, args.output_dir, rules, allow_resample=args.resample_mismatched_masks, overwrite=args.overwrite, tol_voxel=args.grid_tol)
     except (ValueError, OSError) as exc:
         return fail(str(exc))
-    for sid, reason in problems.items():
-        logger.error("%s: %s", sid, reason)
-    report = run_per_sample(jobs, write_pair, desc="confirm pairs", workers=args.workers, key=lambda j: j.sample_dir.name, show_progress=not args.no_pbar)
-    logger.info("grouped dataset in %s: %d samples written", args.output_dir, len(report.results))
-    return 1 if (problems or report.errors) else 0
+    return confirm_pairs(jobs, problems, args.output_dir, workers=args.workers, show_progress=not args.no_pbar)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import yaml
 
 from utils.alignment import GRID_TOL_VOXEL
 from utils.aliases import PathLike
-from utils.archive_scan import add_affine_diff_norm, scan_archive
+from utils.archive_scan import add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
 from utils.spreadsheet import is_missing
@@ -260,42 +260,29 @@ def pair_jobs(
     problems : dict of str to str
         Scan ID -> why it cannot be paired (missing volume or mask, several candidates).
     """
-    keep = manifest[manifest["suffix"].astype(str).map(lambda s: any(p in s for p in rules.pair_suffixes))].copy()
-    keep["split"] = keep["split"].map(lambda v: None if is_missing(v) else str(v))
+    keep = manifest[manifest["suffix"].astype(str).map(lambda v: any(p in v for p in rules.pair_suffixes))].copy()
+    keep["split"] = keep["split"].map(lambda v: "" if is_missing(v) else str(v))
+    pairs, unpaired = pair_volumes_and_masks(keep, ["subject", "split", "archive"])
     jobs: list[PairJob] = []
     problems: dict[str, str] = {}
-    by_scan: dict[tuple[str, str | None], pd.DataFrame] = {
-        (subject, split): rows for (subject, split), rows in keep.groupby([keep["subject"], keep["split"].fillna("")], sort=True)
-    }
-    for (subject, split_key), rows in by_scan.items():
+    for (subject, split_key, archive), reason in unpaired.items():
+        problems[sample_id(subject, split_key or None)] = f"{archive}: {reason}"
+    scans: dict[tuple[str, str], dict[str, tuple[pd.Series, pd.Series]]] = defaultdict(dict)
+    for (subject, split_key, archive), (vol_row, mask_row) in pairs.items():
+        scans[(subject, split_key)][archive] = (vol_row, mask_row)
+    for (subject, split_key), by_archive in sorted(scans.items()):
         split = split_key or None
         sid = sample_id(subject, split)
-        copies: dict[str, tuple[Path | None, Path | None, str]] = {}
-        bad = None
-        for archive in rules.archive_order:
-            in_archive = rows[rows["archive"] == archive]
-            if in_archive.empty:
-                continue
-            vols = in_archive[in_archive["type"] == "v3d"]["file_path"].tolist()
-            masks = in_archive[in_archive["type"] == "m3d"]["file_path"].tolist()
-            if len(vols) > 1 or len(masks) > 1:
-                bad = f"{archive}: several candidate files for one scan: {sorted(vols + masks)}"
-                break
-            if not vols:
-                bad = f"{archive}: mask {masks[0]} has no volume"
-                break
-            if not masks:
-                bad = f"{archive}: volume {vols[0]} has no mask"
-                break
-            copies[archive] = (archive_root / vols[0], archive_root / masks[0], str(in_archive.iloc[0]["subset"]))
-        if bad:
-            problems[sid] = bad
+        if sid in problems:
             continue
-        if not copies:
-            continue
+        copies = {
+            archive: (archive_root / by_archive[archive][0]["file_path"], archive_root / by_archive[archive][1]["file_path"], str(by_archive[archive][0]["subset"]))
+            for archive in rules.archive_order
+            if archive in by_archive
+        }
         first = next(iter(copies))
         volume, mask, subset = copies[first]
-        row0 = rows.iloc[0]
+        row0 = by_archive[first][0]
         info = {
             "archive": first,
             "subset": subset,
@@ -366,8 +353,7 @@ def build_archive_manifest(
     records["sex"] = [people.get(k, {}).get("sex") for k in keys]
     records["age"] = [people.get(k, {}).get("age") for k in keys]
     records["diff_trans_f_norm"] = add_affine_diff_norm(records, ["archive", "subject", "split"])
-    for _, row in records[records["qform_sform_mm"].map(lambda v: not is_missing(v) and v > 1e-3)].iterrows():
-        logger.warning("%s: qform and sform disagree by up to %.3g mm", row["file_path"], row["qform_sform_mm"])
+    warn_qform_sform(records)
     return records[ARCHIVE_COLUMNS].reset_index(drop=True), skipped
 
 
