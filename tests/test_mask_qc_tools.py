@@ -264,7 +264,7 @@ def test_fast_repair_equals_the_reference_on_a_real_mask(realdata, rel, mode):
     repair = SliceRepair(mode, (5, 5) if mode == "close" else (2, 2), 2.0 if mode == "close" else 10.0)
     fused, n = fuse_label_changes(mask, repair_changes(mask, img.affine, repair), 3)
     nz = np.flatnonzero(mask.any(axis=(0, 1)))
-    slices = range(int(nz[0]), int(nz[0]) + min(40, len(nz)))  # the reference is slow: 40 slices with labels
+    slices = range(int(nz[0]), int(nz[0]) + min(24, len(nz)))  # the reference is slow: 24 slices with labels
     labels = list(range(int(mask.max()) + 1))
     expected = naive_repair_mask(mask, img.affine, repair, 3, labels=labels, slices=slices)
     np.testing.assert_array_equal(fused[:, :, slices.start : slices.stop], expected[:, :, slices.start : slices.stop])
