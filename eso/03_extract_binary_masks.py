@@ -1,0 +1,26 @@
+"""Routine 03: split every grouped ESO mask into one binary mask per label of the label map.
+
+Writes ``{ID}_mask_00_Bg.nii.gz`` and ``{ID}_mask_01_EsoROI.nii.gz`` (uint8)
+for every sample that has a mask (labels of --label_explanation, also absent
+ones, all zero). Samples without a mask are listed in one info line and get no
+binary masks. A mask value missing from the label map is an error for that
+sample. Re-running rewrites the same files.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
+
+from utils.cli import run_main
+from utils.routines import extract_binary_masks_main
+
+
+def main(argv: list[str] | None = None) -> int:
+    return extract_binary_masks_main(argv, __doc__)
+
+
+if __name__ == "__main__":
+    run_main(main)
