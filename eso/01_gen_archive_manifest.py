@@ -27,7 +27,6 @@ from eso.archive import DESCRIPTOR_DIR, METADATA_ISSUES_SHEET, EsoRules, build_a
 from utils.cli import add_common_args, fail, run_main, setup_logging
 from utils.metadata_sheets import issues_frame
 from utils.routines import write_archive_manifest
-from utils.spreadsheet import add_sheet
 
 logger = logging.getLogger("eso.01")
 
@@ -52,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     for issue in issues:
         issue.log()
-    write_archive_manifest(args.output_manifest_file, manifest, skipped, DESCRIPTOR_DIR / "label_map.yaml")
-    add_sheet(args.output_manifest_file, METADATA_ISSUES_SHEET, issues_frame(issues))
+    write_archive_manifest(
+        args.output_manifest_file, manifest, skipped, DESCRIPTOR_DIR / "label_map.yaml", {METADATA_ISSUES_SHEET: issues_frame(issues)}
+    )
     errors = [i for i in issues if i.severity == "error"]
     logger.info("%d metadata issue(s) listed in sheet %s (%d unusable sheet(s))", len(issues), METADATA_ISSUES_SHEET, len(errors))
     if errors:

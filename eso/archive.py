@@ -291,10 +291,11 @@ def pair_jobs(
     allow_resample: bool = False,
     overwrite: bool = False,
     tol_voxel: float = GRID_TOL_VOXEL,
-) -> tuple[list[PairJob], dict[str, str], list[str]]:
+) -> tuple[list[PairJob], dict[str, str]]:
     """One :class:`PairJob` per scan (site, phase, pid), written as ``{output_dir}/{site}/{phase}/{ID}/``.
 
-    A volume without a mask is a valid sample (no mask file is written). The
+    A volume without a mask is a valid sample (no mask file is written). A patient
+    without its pre or post scan is logged as a warning, not an error. The
     metadata attributes of the volume's manifest row go to ``info['attributes']``.
 
     Parameters
@@ -314,8 +315,6 @@ def pair_jobs(
     jobs : list of PairJob
     problems : dict of str to str
         Sample ID -> why it cannot be written (several candidate files, a mask without volume).
-    notes : list of str
-        Warnings that do not stop a sample: a patient without its pre or post scan.
 
     Raises
     ------
@@ -362,9 +361,12 @@ def pair_jobs(
     for site, phase, pid in unpaired:
         phases_seen.setdefault((site, pid), set()).add(phase)
     expected = set(rules.phases.values())
-    notes = [
-        f"{site} pid {pid}: no {'/'.join(sorted(expected - seen))} scan in the archive (every patient should have one pre and one post scan)"
-        for (site, pid), seen in sorted(phases_seen.items())
-        if expected - seen
-    ]
-    return jobs, problems, notes
+    for (site, pid), seen in sorted(phases_seen.items()):
+        if expected - seen:
+            logger.warning(
+                "%s pid %s: no %s scan in the archive (every patient should have one pre and one post scan)", site, pid, "/".join(sorted(expected - seen))
+            )
+    without = [j.sample_dir.name for j in jobs if j.mask is None]
+    if without:
+        logger.info("%d sample(s) have a volume but no mask (allowed in ESO): %s", len(without), ", ".join(without))
+    return jobs, problems

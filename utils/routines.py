@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,11 +29,12 @@ from utils.labels import LabelMap, install_label_map
 from utils.pairing import PairJob, write_pair
 from utils.sample_info import find_samples
 from utils.splits import extract_index_manifests
-from utils.spreadsheet import MAIN_SHEET, write_sheets
+from utils.spreadsheet import MAIN_SHEET, read_sheet, write_sheets
 
 __all__ = [
     "extract_binary_masks_main", "dataset_manifest_main", "index_manifests_main",
     "write_archive_manifest", "add_pairing_args", "confirm_pairs",
+    "confirm_pairs_main",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -101,7 +103,13 @@ def index_manifests_main(argv: Sequence[str] | None, description: str | None) ->
     return 0
 
 
-def write_archive_manifest(output_file: Path, manifest: pd.DataFrame, skipped: pd.DataFrame, label_map_source: Path) -> None:
+def write_archive_manifest(
+    output_file: Path,
+    manifest: pd.DataFrame,
+    skipped: pd.DataFrame,
+    label_map_source: Path,
+    extra_sheets: Mapping[str, pd.DataFrame] | None = None,
+) -> None:
     """Routine 01's output: the ``Manifest`` and ``Skipped`` sheets, and ``label_map.yaml`` beside them.
 
     The dataset's label map is copied next to the manifest (so the tutorials'
@@ -116,9 +124,11 @@ def write_archive_manifest(output_file: Path, manifest: pd.DataFrame, skipped: p
         Usable files, and unusable files with ``file_path`` and ``reason``.
     label_map_source : Path
         ``descriptors/<dataset>/label_map.yaml``.
+    extra_sheets : mapping of str to DataFrame, optional
+        Further sheets of the same workbook (ESO: ``MetadataIssues``), written in the same atomic write.
     """
     output_file = Path(output_file)
-    write_sheets(output_file, {MAIN_SHEET: manifest, SKIPPED_SHEET: skipped})
+    write_sheets(output_file, {MAIN_SHEET: manifest, SKIPPED_SHEET: skipped, **(extra_sheets or {})})
     logger.info("wrote %s: %d files in %s, %d in %s", output_file, len(manifest), MAIN_SHEET, len(skipped), SKIPPED_SHEET)
     for _, row in skipped.iterrows():
         logger.warning("skipped %s: %s", row["file_path"], row["reason"])
@@ -160,3 +170,44 @@ def confirm_pairs(jobs: Sequence[PairJob], problems: Mapping[str, str], output_d
         for sid, reason in problems.items():
             logger.error("  %s: %s", sid, reason)
     return 1 if (problems or report.errors) else 0
+
+
+def confirm_pairs_main(
+    argv: Sequence[str] | None,
+    description: str | None,
+    default_rules: Path,
+    load_rules: Callable[[Path], Any],
+    make_jobs: Callable[..., tuple[list[PairJob], dict[str, str]]],
+) -> int:
+    """Every routine 02: ``--root_dir --output_dir --archive_manifest`` (+ pairing options, ``--rules``).
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+    description : str
+        The script's docstring.
+    default_rules : Path
+        ``descriptors/<dataset>/archive.yaml``.
+    load_rules : callable
+        Rules file -> the dataset's rules object.
+    make_jobs : callable
+        ``(manifest, archive_root, output_dir, rules, *, allow_resample, overwrite, tol_voxel)``
+        -> ``(jobs, problems)``: the dataset's pairing.
+    """
+    parser = _parser(description)
+    parser.add_argument("--root_dir", type=Path, required=True, help="archive folder (root_dir/archive)")
+    parser.add_argument("--output_dir", type=Path, required=True, help="grouped dataset folder (root_dir/grouped)")
+    parser.add_argument("--archive_manifest", type=Path, required=True, help="archive_manifest.xlsx of routine 01")
+    parser.add_argument("--rules", type=Path, default=default_rules, help=f"(addition) archive rules (default: {default_rules.relative_to(default_rules.parents[2])})")
+    args = add_common_args(add_pairing_args(parser)).parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    try:
+        rules = load_rules(args.rules)
+        manifest = read_sheet(args.archive_manifest)
+        jobs, problems = make_jobs(
+            manifest, args.root_dir, args.output_dir, rules,
+            allow_resample=args.resample_mismatched_masks, overwrite=args.overwrite, tol_voxel=args.grid_tol,
+        )  # fmt: skip
+    except (ValueError, OSError) as exc:
+        return fail(str(exc))
+    return confirm_pairs(jobs, problems, args.output_dir, workers=args.workers, show_progress=not args.no_pbar)
