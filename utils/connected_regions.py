@@ -34,6 +34,8 @@ __all__ = [
     "voxel_volume_mm3",
     "pixel_area_mm2",
     "label_boxes",
+    "label_components",
+    "component_sizes",
     "small_regions_3d",
     "REGION_COLUMNS",
 ]
@@ -159,6 +161,59 @@ def pixel_area_mm2(affine: Affine) -> float:
     return area
 
 
+def label_components(binary: npt.NDArray, structure: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.integer], int]:
+    """:func:`scipy.ndimage.label` into uint16 when the components fit (int32 otherwise).
+
+    Half the memory traffic of scipy's int32 output, and ``np.bincount`` of a
+    uint16 array is ~3x faster than of an int32 one.
+
+    Parameters
+    ----------
+    binary : ndarray
+        Non-zero voxels are foreground.
+    structure : ndarray of bool
+        Neighbourhood (:func:`structure_2d`, :func:`structure_3d`, :func:`slice_structure`).
+
+    Returns
+    -------
+    comps : ndarray of uint16 or int32
+        Component index per voxel, 0 for background; same shape as ``binary``.
+    n : int
+        Number of components.
+    """
+    out = np.empty(binary.shape, dtype=np.uint16)
+    try:
+        n = ndimage.label(binary, structure=structure, output=out)
+    except RuntimeError:  # more than 65535 components
+        return ndimage.label(binary, structure=structure)
+    return out, int(n)
+
+
+def component_sizes(comps: npt.NDArray[np.integer], n: int, chunk: int = 1 << 18) -> npt.NDArray[np.int64]:
+    """Voxel count of every component index 0..n (``np.bincount`` in chunks).
+
+    ``np.bincount`` first casts its whole input to int64; on a crop of tens of
+    millions of voxels that allocation alone costs 0.05-0.3 s. Counting in
+    chunks of ``chunk`` voxels reuses a small buffer and gives the same result.
+
+    Parameters
+    ----------
+    comps : ndarray of unsigned or signed int
+        Component index per voxel (from :func:`label_components`).
+    n : int
+        Largest index.
+
+    Returns
+    -------
+    counts : (n + 1,) ndarray of int64
+    """
+    flat = comps.reshape(-1)
+    counts = np.zeros(n + 1, dtype=np.int64)
+    for start in range(0, flat.size, chunk):
+        counts += np.bincount(flat[start : start + chunk], minlength=n + 1)
+    return counts
+
+
 def label_boxes(mask: npt.NDArray[np.uint8]) -> dict[int, tuple[slice, slice, slice]]:
     """Bounding box of every foreground value of a uint8 mask, in one pass.
 
@@ -213,11 +268,13 @@ def small_regions_3d(
         through ``affine``), inclusive voxel bounding box.
     """
     voxel_volume = voxel_volume_mm3(affine)
-    binary = mask[box] == label
-    comps, n = ndimage.label(binary, structure=structure_3d(connectivity))
+    # scipy's label is ~2x faster on C-ordered data: label the transpose of a Fortran mask (the structure is symmetric).
+    fortran = mask.flags.f_contiguous and not mask.flags.c_contiguous
+    binary = (mask[box].T if fortran else mask[box]) == label
+    comps, n = label_components(binary, structure_3d(connectivity))
     if n == 0:
         return []
-    counts = np.bincount(comps.reshape(-1), minlength=n + 1)
+    counts = component_sizes(comps, n)
     small = np.flatnonzero(counts[1:] * voxel_volume < volume_thresh_mm3) + 1
     if small.size == 0:
         return []
@@ -226,6 +283,8 @@ def small_regions_3d(
     is_small[small] = True
     ijk = np.nonzero(is_small[comps])
     region = np.searchsorted(small, comps[ijk])
+    if fortran:
+        ijk = ijk[::-1]
     order = np.argsort(region, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(region[order]) != 0])
     offset = np.array([s.start for s in box], dtype=np.int64)

@@ -78,8 +78,14 @@ STEP_THRESHOLD = "mask_thresholding"
 #: Columns of the small-region manifest.
 REPORT_COLUMNS = ("ID", "file", "mask", "label_index", "label_name", *REGION_COLUMNS)
 
-#: ``transform(sample, img, mask) -> (new_mask, result)``: the step's work on one sample.
-Transform = Callable[[SampleDir, nib.Nifti1Image, npt.NDArray[np.uint8]], tuple[npt.NDArray[np.uint8], dict[str, Any]]]
+Boxes = dict[int, tuple[slice, slice, slice]]
+#: ``transform(sample, img, mask, boxes) -> (new_mask, result, where)``: the step's work on one sample.
+#: ``boxes``: :func:`utils.connected_regions.label_boxes` of ``mask``; ``where``: (n, 3) voxel indices
+#: outside which ``new_mask`` equals ``mask`` (None: anywhere); ``result``: plain YAML types for the history.
+Transform = Callable[
+    [SampleDir, nib.Nifti1Image, npt.NDArray[np.uint8], Boxes],
+    tuple[npt.NDArray[np.uint8], dict[str, Any], "npt.NDArray[np.int64] | None"],
+]
 
 
 @dataclass(frozen=True)
@@ -201,10 +207,12 @@ def _write_sample(
     img: nib.Nifti1Image | None,
     binaries: dict[int, tuple[str, Path]],
     info: dict[str, Any],
+    boxes: Boxes | None = None,
 ) -> None:
     """Write ``dst``: other files copied (when not in place), binary masks, mask, info yaml last.
 
     ``mask is None`` means unchanged: nothing is re-encoded, the files are copied (or left in place).
+    ``boxes`` holds a box around every voxel of each label (may be loose).
     """
     in_place = dst.path.resolve() == src.path.resolve()
     written = {dst.info.name}
@@ -216,7 +224,7 @@ def _write_sample(
             if f.is_file() and not f.name.startswith(".") and f.name not in written:
                 _copy_atomic(f, dst.path / f.name)
     if mask is not None and img is not None:
-        boxes = label_boxes(mask)
+        boxes = label_boxes(mask) if boxes is None else boxes
         for idx, (short, _) in binaries.items():
             binary = (mask == 0).view(np.uint8) if idx == 0 else binary_mask_of(mask, idx, boxes.get(idx))
             save_nifti(dst.binary_mask(f"{idx:02d}_{short}"), binary, img.affine, dtype=np.uint8, template=img, descrip="")
@@ -245,8 +253,7 @@ def apply_mask_step(
     params : dict
         Parameters recorded with it; plain YAML types (lists, not tuples).
     transform : callable
-        ``(sample, img, mask) -> (new_mask, result)``; ``result`` (plain
-        YAML types) is recorded in the history entry.
+        See :data:`Transform`; ``result`` is recorded in the history entry.
     force : bool
         Apply even when the history already records ``step`` with ``params``.
 
@@ -275,17 +282,49 @@ def apply_mask_step(
                      "nothing to do" if destination.in_place else "copied unchanged")  # fmt: skip
         return {"status": status}
     img, mask = read_label_mask(sample.mask)
-    present = sorted({0} | set(label_boxes(mask)))
-    binaries = sample_binary_masks(sample, present, required=False)
-    new_mask, result = transform(sample, img, mask)
-    changed = not np.array_equal(new_mask, mask)
+    boxes = label_boxes(mask)
+    binaries = sample_binary_masks(sample, sorted({0} | set(boxes)), required=False)
+    new_mask, result, where = transform(sample, img, mask, boxes)
+    if where is None:
+        diff = _nonzero(new_mask != mask)
+    else:
+        idx = tuple(where.T)
+        diff = tuple(where[new_mask[idx] != mask[idx]].T)
+    changed = diff[0].size > 0
     entry = history_entry(step, **params)
     entry["result"] = result
     info = dict(info)
     info["history"] = [*(info.get("history") or []), entry]
-    _write_sample(sample, dst, new_mask if changed else None, img, binaries, info)
+    _write_sample(sample, dst, new_mask if changed else None, img, binaries, info, _grown_boxes(boxes, new_mask, diff))
     logger.debug("%s: %s; %s", sample.id, result, "mask and binary masks rewritten" if changed else "mask unchanged")
     return {"status": status, "changed": changed, **result}
+
+
+def _nonzero(a: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], ...]:
+    """:func:`numpy.nonzero`, walking a Fortran-ordered array in memory order (10x faster than the default)."""
+    if a.flags.f_contiguous and not a.flags.c_contiguous:
+        return np.nonzero(a.T)[::-1]
+    return np.nonzero(a)
+
+
+def _grown_boxes(boxes: Boxes, new_mask: npt.NDArray[np.uint8], diff: tuple[npt.NDArray[np.intp], ...]) -> Boxes:
+    """Boxes of ``new_mask`` from those of the old mask and the voxels that changed (may be loose, never too small)."""
+    out = dict(boxes)
+    if diff[0].size == 0:
+        return out
+    coords = np.column_stack(diff)
+    values = new_mask[diff]
+    for label in np.unique(values):
+        if label == 0:
+            continue
+        pts = coords[values == label]
+        lo, hi = pts.min(axis=0), pts.max(axis=0) + 1
+        if int(label) in out:
+            old = out[int(label)]
+            lo = np.minimum(lo, [b.start for b in old])
+            hi = np.maximum(hi, [b.stop for b in old])
+        out[int(label)] = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[assignment]
+    return out
 
 
 def repair_transform(repair: SliceRepair, filter_halfedge: int) -> Transform:
@@ -303,15 +342,15 @@ class _RepairTransform:
     filter_halfedge: int
 
     def __call__(
-        self, sample: SampleDir, img: nib.Nifti1Image, mask: npt.NDArray[np.uint8]
-    ) -> tuple[npt.NDArray[np.uint8], dict[str, Any]]:
-        changes = repair_changes(mask, img.affine, self.repair)
+        self, sample: SampleDir, img: nib.Nifti1Image, mask: npt.NDArray[np.uint8], boxes: Boxes
+    ) -> tuple[npt.NDArray[np.uint8], dict[str, Any], npt.NDArray[np.int64]]:
+        changes = repair_changes(mask, img.affine, self.repair, boxes)
         fused, n_changed = fuse_label_changes(mask, changes, self.filter_halfedge)
-        return fused, {"binary_mask_voxels_changed": len(changes), "voxels_relabelled": n_changed}
+        return fused, {"binary_mask_voxels_changed": len(changes), "voxels_relabelled": n_changed}, changes.coords
 
 
 def threshold_mask(
-    mask: npt.NDArray[np.uint8], volume: npt.NDArray[np.floating], lo: float, hi: float
+    mask: npt.NDArray[np.uint8], volume: npt.NDArray[np.floating], lo: float, hi: float, boxes: Boxes | None = None
 ) -> tuple[npt.NDArray[np.uint8], int]:
     """Set foreground voxels whose volume value is outside ``[lo, hi]`` to background.
 
@@ -322,6 +361,8 @@ def threshold_mask(
         Image values on the same grid (HU for CT).
     lo, hi : float
         Inclusive range a foreground voxel's value must lie in; NaN lies outside.
+    boxes : dict, optional
+        :func:`utils.connected_regions.label_boxes` of ``mask`` when already known.
 
     Returns
     -------
@@ -348,7 +389,7 @@ def threshold_mask(
     if mask.shape != volume.shape:
         raise ValueError(f"mask shape {mask.shape} differs from volume shape {volume.shape}")
     out = mask.copy(order="K")
-    boxes = label_boxes(mask)
+    boxes = label_boxes(mask) if boxes is None else boxes
     if not boxes:
         return out, 0
     fg_box = tuple(slice(min(b[ax].start for b in boxes.values()), max(b[ax].stop for b in boxes.values())) for ax in range(3))
@@ -366,8 +407,8 @@ class _ThresholdTransform:
     hi: float
 
     def __call__(
-        self, sample: SampleDir, img: nib.Nifti1Image, mask: npt.NDArray[np.uint8]
-    ) -> tuple[npt.NDArray[np.uint8], dict[str, Any]]:
+        self, sample: SampleDir, img: nib.Nifti1Image, mask: npt.NDArray[np.uint8], boxes: Boxes
+    ) -> tuple[npt.NDArray[np.uint8], dict[str, Any], None]:
         if not sample.volume.is_file():
             raise FileNotFoundError(f"{sample.volume}: volume file missing")
         vol_img = load_nifti(sample.volume)
@@ -376,8 +417,8 @@ class _ThresholdTransform:
                 f"{sample.mask}: grid (shape {mask.shape}) differs from the volume {sample.volume.name} "
                 f"(shape {tuple(vol_img.shape)}); masks must be aligned to their volume first"
             )
-        new_mask, n_removed = threshold_mask(mask, read_volume(vol_img, sample.volume), self.lo, self.hi)
-        return new_mask, {"voxels_set_to_background": n_removed}
+        new_mask, n_removed = threshold_mask(mask, read_volume(vol_img, sample.volume), self.lo, self.hi, boxes)
+        return new_mask, {"voxels_set_to_background": n_removed}, None
 
 
 def threshold_transform(lo: float, hi: float) -> Transform:

@@ -52,7 +52,9 @@ from utils.aliases import Affine
 from utils.connected_regions import (
     CONNECTIVITY_2D,
     DEFAULT_CONNECTIVITY_2D,
+    component_sizes,
     label_boxes,
+    label_components,
     pixel_area_mm2,
     slice_structure,
 )
@@ -163,13 +165,19 @@ class _NeedsFullSlices(Exception):
     """A small component reaches a crop side that is not an image edge: redo on full slices."""
 
 
-def _expand(box: Box, margin: int, shape: tuple[int, ...]) -> Box:
-    """Grow the in-plane sides of ``box`` by ``margin``, clipped to the image."""
-    return (
-        slice(max(box[0].start - margin, 0), min(box[0].stop + margin, shape[0])),
-        slice(max(box[1].start - margin, 0), min(box[1].stop + margin, shape[1])),
-        box[2],
-    )
+def _expand(box: Box, margin: int, shape: tuple[int, ...], axes: tuple[int, int] = (0, 1)) -> Box:
+    """Grow the sides of ``box`` along the in-plane ``axes`` by ``margin``, clipped to ``shape``."""
+    return tuple(
+        slice(max(b.start - margin, 0), min(b.stop + margin, n)) if ax in axes else b for ax, (b, n) in enumerate(zip(box, shape))
+    )  # type: ignore[return-value]
+
+
+def _work_axes(mask: npt.NDArray) -> tuple[int, int, int]:
+    """Axis order in which a crop of ``mask`` is C-ordered: scipy's label and morphology run ~2x faster on it.
+
+    ``(2, 1, 0)`` for a Fortran-ordered mask (as read from NIfTI), identity otherwise.
+    """
+    return (2, 1, 0) if mask.flags.f_contiguous and not mask.flags.c_contiguous else (0, 1, 2)
 
 
 def _ring_weights(box: Box, shape: tuple[int, ...]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
@@ -207,13 +215,12 @@ def _ring_weights(box: Box, shape: tuple[int, ...]) -> tuple[npt.NDArray[np.floa
     return weight - 1.0, ring
 
 
-def _nonzero_box(a: npt.NDArray[np.bool_]) -> Box:
-    """Bounding box of the True voxels of a non-empty 3D bool array."""
-    out = []
-    for ax in range(3):
-        hit = np.flatnonzero(a.any(axis=tuple(x for x in range(3) if x != ax)))
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)  # type: ignore[return-value]
+#: Cost of one scipy call on a tiny box, in voxels processed (~60 µs): chooses one box per component or one for all.
+_PER_CALL_VOXELS = 2000
+
+
+def _volume(box: Box) -> int:
+    return int(np.prod([b.stop - b.start for b in box]))
 
 
 def label_changes(
@@ -247,42 +254,67 @@ def label_changes(
     _NeedsFullSlices
         A small component touches a crop side that is not an image edge.
     """
-    binary = mask[box] == label
-    target = ~binary if repair.mode == "close" else binary
-    comps, n = ndimage.label(target, structure=slice_structure(repair.connectivity))
+    perm = _work_axes(mask)  # work on the crop with axes permuted (a view): work axis a is mask axis perm[a]
+    inplane = (perm.index(0), perm.index(1))
+    crop = mask[box].transpose(perm)
+    target = crop != label if repair.mode == "close" else crop == label  # holes or specks
+    comps, n = label_components(target, slice_structure(repair.connectivity).transpose(perm))
+    del target
     if n == 0:
         return LabelChanges.empty()
-    counts = np.bincount(comps.reshape(-1), minlength=n + 1).astype(np.float64)
+    counts = component_sizes(comps, n).astype(np.float64)
     extra, ring = _ring_weights(box, mask.shape)
+    ring_index: list = [slice(None)] * 3
     if ring.any():
-        on_ring = comps[ring]  # (pixels on the ring, K')
-        weights = np.broadcast_to(extra[ring][:, None], on_ring.shape)
+        ri, rj = np.nonzero(ring)
+        ring_index[inplane[0]], ring_index[inplane[1]] = ri, rj
+        on_ring = comps[tuple(ring_index)]  # (K', ring pixels) or (ring pixels, K')
+        w = extra[ri, rj]
+        weights = np.broadcast_to(w if min(inplane) > 0 else w[:, None], on_ring.shape)
         counts += np.bincount(on_ring.reshape(-1), weights=weights.reshape(-1), minlength=n + 1)
     small = counts * pixel_area < repair.region_area_thresh_mm2
     small[0] = False
     if not small.any():
         return LabelChanges.empty()
-    selected = small[comps]
-    if ring.any() and selected[ring].any():
+    if ring.any() and small[comps[tuple(ring_index)]].any():
         raise _NeedsFullSlices
-    # Closing at a voxel depends on the input within 2 * (k - 1) of it, opening of a component on that component.
+    # Closing at a voxel depends on the input within 2 * (k - 1) of it, opening of a component on that component:
+    # evaluate them around the small components only, one box per component when that is cheaper than one box
+    # around all of them (small components scattered over a large crop, typical of the background label).
     reach = 2 * max(repair.kernel_size) + 1 if repair.mode == "close" else max(repair.kernel_size) + 1
-    sub = _expand(_nonzero_box(selected), reach, selected.shape)
-    if repair.mode == "close":
-        changed = selected[sub] & ndimage.binary_closing(binary[sub], structure=repair.structure)
-        sign = 1
-    else:
-        changed = selected[sub] & ~ndimage.binary_opening(selected[sub], structure=repair.structure)
-        sign = -1
-    idx = np.nonzero(changed)
-    if idx[0].size == 0:
+    ids = np.flatnonzero(small)
+    objects = ndimage.find_objects(comps, max_label=int(ids[-1]))
+    boxes = [_expand(objects[c - 1], reach, comps.shape, inplane) for c in ids]
+    whole = tuple(slice(min(b[ax].start for b in boxes), max(b[ax].stop for b in boxes)) for ax in range(3))
+    per_component = sum(_PER_CALL_VOXELS + _volume(b) for b in boxes) < _volume(whole)  # type: ignore[arg-type]
+    parts = list(zip(boxes, ids)) if per_component else [(whole, 0)]
+    structure = repair.structure.transpose(perm)
+    found = []
+    for sub, c in parts:
+        region = comps[sub] == c if c else small[comps[sub]]
+        if repair.mode == "close":
+            changed = region & ndimage.binary_closing(crop[sub] == label, structure=structure)
+        else:
+            changed = region & ~ndimage.binary_opening(region, structure=structure)
+        idx = np.nonzero(changed)
+        if idx[0].size:
+            found.append(np.column_stack(idx).astype(np.int64) + np.array([s.start for s in sub], dtype=np.int64))
+    if not found:
         return LabelChanges.empty()
-    offset = np.array([b.start + s.start for b, s in zip(box, sub)], dtype=np.int64)
-    coords = np.column_stack(idx).astype(np.int64) + offset
+    sign = 1 if repair.mode == "close" else -1
+    work = np.concatenate(found)
+    coords = np.empty_like(work)
+    coords[:, list(perm)] = work
+    coords += np.array([b.start for b in box], dtype=np.int64)
     return LabelChanges(coords, np.full(len(coords), label, np.uint8), np.full(len(coords), sign, np.int8))
 
 
-def repair_changes(mask: npt.NDArray[np.uint8], affine: Affine, repair: SliceRepair) -> LabelChanges:
+def repair_changes(
+    mask: npt.NDArray[np.uint8],
+    affine: Affine,
+    repair: SliceRepair,
+    boxes: dict[int, Box] | None = None,
+) -> LabelChanges:
     """Repair every label's binary mask (background 0 included) slice by slice; return what changes.
 
     Parameters
@@ -293,6 +325,8 @@ def repair_changes(mask: npt.NDArray[np.uint8], affine: Affine, repair: SliceRep
     affine : (4, 4) ndarray
         Voxel-to-world matrix; gives the in-plane pixel area (mm²).
     repair : SliceRepair
+    boxes : dict, optional
+        :func:`utils.connected_regions.label_boxes` of ``mask`` when already known.
 
     Returns
     -------
@@ -304,7 +338,7 @@ def repair_changes(mask: npt.NDArray[np.uint8], affine: Affine, repair: SliceRep
     if len(shape) != 3:
         raise ValueError(f"a 3D mask was expected, got shape {shape}")
     whole: Box = (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
-    boxes = label_boxes(mask)
+    boxes = label_boxes(mask) if boxes is None else boxes
     if shape[0] * shape[1] * pixel_area < repair.region_area_thresh_mm2:
         # A whole slice is "small": crops cannot tell; use the definition on full slices.
         jobs = [(label, whole) for label in [0, *boxes]]
