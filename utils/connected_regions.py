@@ -16,6 +16,9 @@ the cost.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -35,12 +38,16 @@ __all__ = [
     "pixel_area_mm2",
     "label_boxes",
     "label_components",
+    "map_threads",
     "component_sizes",
     "small_regions_3d",
     "REGION_COLUMNS",
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Allowed in-slice connectivities: 4 (edges) or 8 (edges and corners).
 CONNECTIVITY_2D = (4, 8)
@@ -161,6 +168,19 @@ def pixel_area_mm2(affine: Affine) -> float:
     return area
 
 
+def map_threads(func: Callable[[T], R], items: Iterable[T], threads: int = 1) -> list[R]:
+    """``[func(x) for x in items]``, in ``threads`` threads when > 1 (results in input order).
+
+    scipy.ndimage releases the GIL, so per-label work on large crops runs in
+    parallel on several cores.
+    """
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        return [func(x) for x in items]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(func, items))
+
+
 def label_components(binary: npt.NDArray, structure: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.integer], int]:
     """:func:`scipy.ndimage.label` into uint16 when the components fit (int32 otherwise).
 
@@ -226,12 +246,23 @@ def label_boxes(mask: npt.NDArray[np.uint8]) -> dict[int, tuple[slice, slice, sl
     boxes : dict
         ``{label: (slice_i, slice_j, slice_k)}`` for each value 1..255 present.
     """
+    # Foreground box from cheap projections first, then find_objects (one slower pass) inside it only.
+    plane = mask.any(axis=2)
+    if not plane.any():
+        return {}
+    ii, jj, kk = (np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0)), np.flatnonzero(mask.any(axis=(0, 1))))
+    fg = (slice(int(ii[0]), int(ii[-1]) + 1), slice(int(jj[0]), int(jj[-1]) + 1), slice(int(kk[0]), int(kk[-1]) + 1))
+    sub = mask[fg]
     if mask.flags.f_contiguous and not mask.flags.c_contiguous:
-        # find_objects walks the array in C order: scan the C-ordered transpose (10x faster), then swap back.
-        found = [None if b is None else b[::-1] for b in ndimage.find_objects(mask.T)]
+        # find_objects walks the array in C order: scan the transpose of a Fortran mask (10x faster), then swap back.
+        found = [None if b is None else b[::-1] for b in ndimage.find_objects(sub.T)]
     else:
-        found = ndimage.find_objects(mask)
-    return {i + 1: box for i, box in enumerate(found) if box is not None}
+        found = ndimage.find_objects(sub)
+    return {
+        i + 1: tuple(slice(s.start + f.start, s.stop + f.start) for s, f in zip(box, fg))
+        for i, box in enumerate(found)
+        if box is not None
+    }
 
 
 def small_regions_3d(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from utils.alignment import grids_match
 from utils.atomic import atomic_path
 from utils.binary_masks import binary_mask_of
 from utils.cli import RunReport, SampleError, run_per_sample
-from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, label_boxes, small_regions_3d
+from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, label_boxes, map_threads, small_regions_3d
 from utils.label_fusion import fuse_label_changes
 from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
 from utils.sample_info import SampleDir, find_samples, history_entry, read_info, write_info
@@ -67,6 +68,7 @@ __all__ = [
     "add_repair_args",
     "repair_step",
     "run_mask_step",
+    "threads_per_sample",
 ]
 
 logger = logging.getLogger(__name__)
@@ -327,11 +329,16 @@ def _grown_boxes(boxes: Boxes, new_mask: npt.NDArray[np.uint8], diff: tuple[npt.
     return out
 
 
-def repair_transform(repair: SliceRepair, filter_halfedge: int) -> Transform:
-    """Transform for :func:`apply_mask_step`: slice-wise repair then label fusion."""
+def repair_transform(repair: SliceRepair, filter_halfedge: int, threads: int = 1) -> Transform:
+    """Transform for :func:`apply_mask_step`: slice-wise repair (labels in ``threads`` threads) then label fusion."""
     if int(filter_halfedge) < 0:
         raise ValueError(f"filter_halfedge must be >= 0, got {filter_halfedge!r}")
-    return _RepairTransform(repair, int(filter_halfedge))
+    return _RepairTransform(repair, int(filter_halfedge), int(threads))
+
+
+def threads_per_sample(workers: int) -> int:
+    """Threads for the per-label work of one sample: the cores not used by other ``workers`` processes."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 @dataclass(frozen=True)
@@ -340,11 +347,12 @@ class _RepairTransform:
 
     repair: SliceRepair
     filter_halfedge: int
+    threads: int = 1
 
     def __call__(
         self, sample: SampleDir, img: nib.Nifti1Image, mask: npt.NDArray[np.uint8], boxes: Boxes
     ) -> tuple[npt.NDArray[np.uint8], dict[str, Any], npt.NDArray[np.int64]]:
-        changes = repair_changes(mask, img.affine, self.repair, boxes)
+        changes = repair_changes(mask, img.affine, self.repair, boxes, threads=self.threads)
         fused, n_changed = fuse_label_changes(mask, changes, self.filter_halfedge)
         return fused, {"binary_mask_voxels_changed": len(changes), "voxels_relabelled": n_changed}, changes.coords
 
@@ -429,7 +437,7 @@ def threshold_transform(lo: float, hi: float) -> Transform:
 
 
 def small_region_rows(
-    sample: SampleDir, root_dir: Path, volume_thresh_mm3: float, connectivity: int
+    sample: SampleDir, root_dir: Path, volume_thresh_mm3: float, connectivity: int, threads: int = 1
 ) -> list[dict[str, Any]]:
     """Small 3D regions of every foreground label of one sample, as manifest rows.
 
@@ -447,6 +455,8 @@ def small_region_rows(
     volume_thresh_mm3 : float
         Regions strictly smaller are reported.
     connectivity : {6, 18, 26}
+    threads : int
+        Labels analysed in parallel threads.
 
     Returns
     -------
@@ -464,10 +474,13 @@ def small_region_rows(
     binaries = sample_binary_masks(sample, sorted(boxes), required=True)
     root = Path(root_dir).resolve()
     mask_rel = sample.mask.resolve().relative_to(root).as_posix()
+    per_label = map_threads(
+        lambda item: small_regions_3d(mask, item[0], item[1], img.affine, volume_thresh_mm3, connectivity), boxes.items(), threads
+    )
     rows = []
-    for label, box in boxes.items():
+    for label, regions in zip(boxes, per_label):
         short, path = binaries[label]
-        for region in small_regions_3d(mask, label, box, img.affine, volume_thresh_mm3, connectivity):
+        for region in regions:
             rows.append(
                 {
                     "ID": sample.id,
@@ -523,7 +536,7 @@ def repair_step(mode: str, args: argparse.Namespace) -> tuple[dict[str, Any], Tr
         "region_area_thresh": repair.region_area_thresh_mm2,
         "connectivity": repair.connectivity,
     }
-    return params, repair_transform(repair, args.filter_halfedge)
+    return params, repair_transform(repair, args.filter_halfedge, threads_per_sample(args.workers))
 
 
 def run_mask_step(

@@ -55,6 +55,7 @@ from utils.connected_regions import (
     component_sizes,
     label_boxes,
     label_components,
+    map_threads,
     pixel_area_mm2,
     slice_structure,
 )
@@ -314,6 +315,7 @@ def repair_changes(
     affine: Affine,
     repair: SliceRepair,
     boxes: dict[int, Box] | None = None,
+    threads: int = 1,
 ) -> LabelChanges:
     """Repair every label's binary mask (background 0 included) slice by slice; return what changes.
 
@@ -327,6 +329,9 @@ def repair_changes(
     repair : SliceRepair
     boxes : dict, optional
         :func:`utils.connected_regions.label_boxes` of ``mask`` when already known.
+    threads : int
+        Labels processed in parallel threads (scipy releases the GIL); the
+        result does not depend on it.
 
     Returns
     -------
@@ -350,11 +355,13 @@ def repair_changes(
             )
             jobs.append((0, _expand(fg, repair.margin(0), shape)))  # type: ignore[arg-type]
         jobs += [(label, _expand(box, repair.margin(label), shape)) for label, box in boxes.items()]
-    parts = []
-    for label, box in jobs:
+
+    def run(job: tuple[int, Box]) -> LabelChanges:
+        label, box = job
         try:
-            parts.append(label_changes(mask, label, box, repair, pixel_area))
+            return label_changes(mask, label, box, repair, pixel_area)
         except _NeedsFullSlices:
             logger.debug("label %d: a small component reaches the crop side; redone on full slices", label)
-            parts.append(label_changes(mask, label, (whole[0], whole[1], box[2]), repair, pixel_area))
-    return LabelChanges.concat(parts)
+            return label_changes(mask, label, (whole[0], whole[1], box[2]), repair, pixel_area)
+
+    return LabelChanges.concat(map_threads(run, jobs, threads))
