@@ -181,6 +181,29 @@ def test_fast_repair_equals_the_full_slice_reference_on_a_random_multilabel_mask
     assert (out != mask).sum() > 10  # the case is not trivial
 
 
+@pytest.mark.parametrize("per_call_voxels", [0, 10**12])
+def test_one_box_per_component_and_one_box_for_all_give_the_same_result(monkeypatch, per_call_voxels):
+    # The choice between the two ways of evaluating the morphology is a cost estimate only.
+    monkeypatch.setattr("utils.slice_morphology._PER_CALL_VOXELS", per_call_voxels)
+    rng = np.random.default_rng(21)
+    mask = noisy_mask(rng, (64, 52, 7), 4)
+    affine = affine_for("LPS", (0.6, 0.9, 2.0))
+    for mode, kernel in (("close", (5, 5)), ("open", (2, 3))):
+        repaired(mask, affine, mode, kernel, 5.0, 3)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_label_boxes_equal_find_objects_whatever_the_threads_and_memory_order(threads, order):
+    from scipy import ndimage
+
+    mask = np.asarray(noisy_mask(np.random.default_rng(2), (30, 26, 11), 6, noise=0.001), order=order)
+    mask[:, :, 0] = 0
+    expected = {i + 1: b for i, b in enumerate(ndimage.find_objects(mask)) if b is not None}
+    assert label_boxes(mask, threads) == expected
+    assert label_boxes(np.zeros((4, 5, 6), np.uint8, order=order), threads) == {}
+
+
 def test_fast_repair_matches_the_reference_when_a_small_background_region_reaches_the_crop_side(caplog):
     # Label 1 fills the left of the slice; the background strip on its right is only 9 px wide, so it is a
     # "hole" below the threshold that extends outside the label's crop: the label is redone on full slices.
@@ -205,7 +228,7 @@ def test_fortran_and_c_ordered_masks_give_the_same_result():
     mask = noisy_mask(rng, (40, 36, 6), 4)
     affine = affine_for("LPS", (0.8, 0.8, 2.0))
     repair = SliceRepair("close", (5, 5), 4.0)
-    f, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair), 3)
+    f, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair, threads=2), 3)
     c, _ = fuse_label_changes(np.ascontiguousarray(mask), repair_changes(np.ascontiguousarray(mask), affine, repair), 3)
     np.testing.assert_array_equal(f, c)
     assert label_boxes(mask) == label_boxes(np.ascontiguousarray(mask))

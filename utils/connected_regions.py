@@ -234,35 +234,47 @@ def component_sizes(comps: npt.NDArray[np.integer], n: int, chunk: int = 1 << 18
     return counts
 
 
-def label_boxes(mask: npt.NDArray[np.uint8]) -> dict[int, tuple[slice, slice, slice]]:
-    """Bounding box of every foreground value of a uint8 mask, in one pass.
+def label_boxes(mask: npt.NDArray[np.uint8], threads: int = 1) -> dict[int, tuple[slice, slice, slice]]:
+    """Bounding box of every foreground value of a uint8 mask.
+
+    The foreground's box comes from cheap projections, then
+    :func:`scipy.ndimage.find_objects` scans that box only, in memory order,
+    split into ``threads`` slabs along the slowest axis.
 
     Parameters
     ----------
     mask : (I, J, K) ndarray of uint8
+    threads : int
+        Slabs scanned in parallel threads.
 
     Returns
     -------
     boxes : dict
         ``{label: (slice_i, slice_j, slice_k)}`` for each value 1..255 present.
     """
-    # Foreground box from cheap projections first, then find_objects (one slower pass) inside it only.
     plane = mask.any(axis=2)
     if not plane.any():
         return {}
     ii, jj, kk = (np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0)), np.flatnonzero(mask.any(axis=(0, 1))))
     fg = (slice(int(ii[0]), int(ii[-1]) + 1), slice(int(jj[0]), int(jj[-1]) + 1), slice(int(kk[0]), int(kk[-1]) + 1))
-    sub = mask[fg]
-    if mask.flags.f_contiguous and not mask.flags.c_contiguous:
-        # find_objects walks the array in C order: scan the transpose of a Fortran mask (10x faster), then swap back.
-        found = [None if b is None else b[::-1] for b in ndimage.find_objects(sub.T)]
-    else:
-        found = ndimage.find_objects(sub)
-    return {
-        i + 1: tuple(slice(s.start + f.start, s.stop + f.start) for s, f in zip(box, fg))
-        for i, box in enumerate(found)
-        if box is not None
-    }
+    # find_objects walks the array in C order: the slowest axis of a Fortran mask is the last one.
+    slow = 2 if mask.flags.f_contiguous and not mask.flags.c_contiguous else 0
+    edges = np.linspace(fg[slow].start, fg[slow].stop, max(1, min(threads, fg[slow].stop - fg[slow].start)) + 1).astype(int)
+    slabs = [tuple(slice(int(a), int(b)) if ax == slow else fg[ax] for ax in range(3)) for a, b in zip(edges[:-1], edges[1:])]
+
+    def scan(slab: tuple[slice, slice, slice]) -> list[tuple[slice, slice, slice] | None]:
+        view = mask[slab]
+        found = [None if b is None else b[::-1] for b in ndimage.find_objects(view.T)] if slow == 2 else ndimage.find_objects(view)
+        return [None if b is None else tuple(slice(x.start + o.start, x.stop + o.start) for x, o in zip(b, slab)) for b in found]
+
+    boxes: dict[int, tuple[slice, slice, slice]] = {}
+    for found in map_threads(scan, slabs, threads):
+        for i, box in enumerate(found):
+            if box is None:
+                continue
+            old = boxes.get(i + 1)
+            boxes[i + 1] = box if old is None else tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(old, box))  # type: ignore[assignment]
+    return dict(sorted(boxes.items()))
 
 
 def small_regions_3d(

@@ -284,7 +284,7 @@ def apply_mask_step(
                      "nothing to do" if destination.in_place else "copied unchanged")  # fmt: skip
         return {"status": status}
     img, mask = read_label_mask(sample.mask)
-    boxes = label_boxes(mask)
+    boxes = label_boxes(mask, getattr(transform, "threads", 1))
     binaries = sample_binary_masks(sample, sorted({0} | set(boxes)), required=False)
     new_mask, result, where = transform(sample, img, mask, boxes)
     if where is None:
@@ -470,7 +470,7 @@ def small_region_rows(
         A present foreground label has no binary mask.
     """
     img, mask = read_label_mask(sample.mask)
-    boxes = label_boxes(mask)
+    boxes = label_boxes(mask, threads)
     binaries = sample_binary_masks(sample, sorted(boxes), required=True)
     root = Path(root_dir).resolve()
     mask_rel = sample.mask.resolve().relative_to(root).as_posix()
