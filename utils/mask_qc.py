@@ -396,15 +396,29 @@ def threshold_mask(
         raise ValueError(f"threshold range [{lo}, {hi}] is empty; LO <= HI expected")
     if mask.shape != volume.shape:
         raise ValueError(f"mask shape {mask.shape} differs from volume shape {volume.shape}")
+    out, removed = _threshold(mask, volume, lo, hi, boxes)
+    return out, len(removed)
+
+
+def _threshold(
+    mask: npt.NDArray[np.uint8], volume: npt.NDArray[np.floating], lo: float, hi: float, boxes: Boxes | None
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """:func:`threshold_mask` returning the (n, 3) indices of the removed voxels."""
     out = mask.copy(order="K")
     boxes = label_boxes(mask) if boxes is None else boxes
     if not boxes:
-        return out, 0
+        return out, np.zeros((0, 3), np.int64)
     fg_box = tuple(slice(min(b[ax].start for b in boxes.values()), max(b[ax].stop for b in boxes.values())) for ax in range(3))
+    fortran = out.flags.f_contiguous and not out.flags.c_contiguous
     sub, vals = out[fg_box], volume[fg_box]
+    if fortran:  # element-wise work and nonzero in memory order
+        sub, vals = sub.T, vals.T
     drop = (sub > 0) & ~((vals >= lo) & (vals <= hi))
     sub[drop] = 0
-    return out, int(np.count_nonzero(drop))
+    where = np.column_stack(np.nonzero(drop)).astype(np.int64)
+    if fortran:
+        where = where[:, ::-1]
+    return out, where + np.array([b.start for b in fg_box], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -416,7 +430,7 @@ class _ThresholdTransform:
 
     def __call__(
         self, sample: SampleDir, img: nib.Nifti1Image, mask: npt.NDArray[np.uint8], boxes: Boxes
-    ) -> tuple[npt.NDArray[np.uint8], dict[str, Any], None]:
+    ) -> tuple[npt.NDArray[np.uint8], dict[str, Any], npt.NDArray[np.int64]]:
         if not sample.volume.is_file():
             raise FileNotFoundError(f"{sample.volume}: volume file missing")
         vol_img = load_nifti(sample.volume)
@@ -425,8 +439,8 @@ class _ThresholdTransform:
                 f"{sample.mask}: grid (shape {mask.shape}) differs from the volume {sample.volume.name} "
                 f"(shape {tuple(vol_img.shape)}); masks must be aligned to their volume first"
             )
-        new_mask, n_removed = threshold_mask(mask, read_volume(vol_img, sample.volume), self.lo, self.hi, boxes)
-        return new_mask, {"voxels_set_to_background": n_removed}, None
+        new_mask, removed = _threshold(mask, read_volume(vol_img, sample.volume), self.lo, self.hi, boxes)
+        return new_mask, {"voxels_set_to_background": len(removed)}, removed
 
 
 def threshold_transform(lo: float, hi: float) -> Transform:
@@ -474,11 +488,15 @@ def small_region_rows(
     binaries = sample_binary_masks(sample, sorted(boxes), required=True)
     root = Path(root_dir).resolve()
     mask_rel = sample.mask.resolve().relative_to(root).as_posix()
-    per_label = map_threads(
-        lambda item: small_regions_3d(mask, item[0], item[1], img.affine, volume_thresh_mm3, connectivity), boxes.items(), threads
+    # Largest crops first: the threads finish together.
+    order = sorted(boxes, key=lambda lab: -int(np.prod([s.stop - s.start for s in boxes[lab]])))
+    found = map_threads(
+        lambda lab: small_regions_3d(mask, lab, boxes[lab], img.affine, volume_thresh_mm3, connectivity), order, threads
     )
+    per_label = dict(zip(order, found))
     rows = []
-    for label, regions in zip(boxes, per_label):
+    for label in boxes:
+        regions = per_label[label]
         short, path = binaries[label]
         for region in regions:
             rows.append(
