@@ -215,3 +215,11 @@ def test_same_shape_is_not_enough():
     b = affine_for("RAS", (1, 1, 1))
     assert not grids_match((4, 4, 4), a, (4, 4, 4), b)
     assert grid_displacement_mm((4, 4, 4), a, a) == 0.0
+
+
+def test_identical_images_give_identical_files(tmp_path):
+    """No file name or time stamp in the gzip header: re-running a routine reproduces the bytes."""
+    data = _labels()
+    save_nifti(tmp_path / "a.nii.gz", data, PIR, dtype=np.uint8)
+    save_nifti(tmp_path / "b.nii.gz", data, PIR, dtype=np.uint8)
+    assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()

@@ -14,7 +14,6 @@ masks as uint8 after checking that every value is a finite integer in
 
 from __future__ import annotations
 
-import functools
 import gzip
 import logging
 import zlib
@@ -264,10 +263,13 @@ def save_nifti(
         img.header["descrip"] = descrip.encode("latin-1", "replace")[:79]
     # Stream header and data through the gzip writer: no in-memory copy of the file. A
     # Fortran-ordered array (as read from NIfTI) is written without a transposing copy.
-    with atomic_path(path) as tmp:
-        opener = functools.partial(_gzip.open, tmp, "wb", compresslevel=_GZIP_LEVEL) if str(path).endswith(".gz") else functools.partial(open, tmp, "wb")
-        with opener() as fh:
-            img.to_file_map({"image": nib.FileHolder(fileobj=fh)})
+    # The gzip header carries no file name and mtime 0, so identical images give identical files.
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        if str(path).endswith(".gz"):
+            with _gzip.GzipFile(filename="", mode="wb", compresslevel=_GZIP_LEVEL, fileobj=raw, mtime=0) as fh:
+                img.to_file_map({"image": nib.FileHolder(fileobj=fh)})
+        else:
+            img.to_file_map({"image": nib.FileHolder(fileobj=raw)})
 
 
 def header_descrip(img: nib.Nifti1Image) -> str:
