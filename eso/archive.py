@@ -21,8 +21,8 @@ import yaml
 
 from utils.alignment import GRID_TOL_VOXEL
 from utils.aliases import PathLike
-from utils.archive_scan import add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
-from utils.metadata_sheets import MetaTable, SheetIssue, canonical_id, match_metadata, read_metadata_sheet
+from utils.archive_scan import ArchiveScan, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
+from utils.metadata_sheets import MetaTable, SheetIssue, canonical_id, issues_frame, match_metadata, read_metadata_sheet
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
 from utils.spreadsheet import is_missing
@@ -38,6 +38,7 @@ __all__ = [
     "sample_id",
     "load_site_metadata",
     "build_archive_manifest",
+    "scan_with_metadata",
     "attribute_columns",
     "pair_jobs",
 ]
@@ -370,3 +371,21 @@ def pair_jobs(
     if without:
         logger.info("%d sample(s) have a volume but no mask (allowed in ESO): %s", len(without), ", ".join(without))
     return jobs, problems
+
+
+def scan_with_metadata(archive_root: Path, rules: EsoRules, *, workers: int = 1, show_progress: bool = True) -> ArchiveScan:
+    """Routine 01: :func:`build_archive_manifest`, every metadata issue logged and listed in a sheet.
+
+    Returns
+    -------
+    ArchiveScan
+        ``Manifest``, ``Skipped`` and the ``MetadataIssues`` sheet; ``errors``
+        names the metadata sheets that could not be used (routine 01 then
+        still writes the manifest and exits 1).
+    """
+    manifest, skipped, issues = build_archive_manifest(archive_root, rules, workers=workers, show_progress=show_progress)
+    for issue in issues:
+        issue.log()
+    errors = [i.message() for i in issues if i.severity == "error"]
+    logger.info("%d metadata issue(s) listed in sheet %s (%d unusable sheet(s))", len(issues), METADATA_ISSUES_SHEET, len(errors))
+    return ArchiveScan(manifest, skipped, {METADATA_ISSUES_SHEET: issues_frame(issues)}, [f"metadata sheet could not be used: {e}" for e in errors])

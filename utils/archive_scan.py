@@ -9,6 +9,7 @@ the reason, and routine 01 writes them to a second worksheet.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from utils.spreadsheet import is_missing
 
 __all__ = [
     "SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm", "scan_archive",
-    "warn_qform_sform", "pair_volumes_and_masks",
+    "warn_qform_sform", "pair_volumes_and_masks", "ArchiveScan",
 ]  # fmt: skip
 
 #: Worksheet of routine 01 listing the files that could not be used, with the reason.
@@ -221,3 +222,25 @@ def pair_volumes_and_masks(
         else:
             pairs[key] = (vols.iloc[0], None if masks.empty else masks.iloc[0])
     return pairs, problems
+
+
+@dataclass
+class ArchiveScan:
+    """What a dataset's routine 01 found in its archive.
+
+    Attributes
+    ----------
+    manifest : DataFrame
+        Sheet ``Manifest``: one row per usable file, the tutorial's columns.
+    skipped : DataFrame
+        Sheet ``Skipped``: ``file_path``, ``reason``.
+    extra_sheets : dict of str to DataFrame
+        Further sheets of the workbook (ESO: ``MetadataIssues``).
+    errors : list of str
+        Problems that make the routine exit 1 although the manifest is written.
+    """
+
+    manifest: pd.DataFrame
+    skipped: pd.DataFrame
+    extra_sheets: dict[str, pd.DataFrame] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)

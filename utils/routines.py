@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import SKIPPED_SHEET
+from utils.archive_scan import SKIPPED_SHEET, ArchiveScan
 from utils.binary_masks import extract_sample_binary_masks
 from utils.cli import add_common_args, fail, run_per_sample, setup_logging
 from utils.dataset_manifest import build_dataset_manifest
@@ -35,6 +35,8 @@ __all__ = [
     "extract_binary_masks_main", "dataset_manifest_main", "index_manifests_main",
     "write_archive_manifest", "add_pairing_args", "confirm_pairs",
     "confirm_pairs_main",
+    "ArchiveScan",
+    "archive_manifest_main",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -211,3 +213,47 @@ def confirm_pairs_main(
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     return confirm_pairs(jobs, problems, args.output_dir, workers=args.workers, show_progress=not args.no_pbar)
+
+
+def archive_manifest_main(
+    argv: Sequence[str] | None,
+    description: str | None,
+    descriptor_dir: Path,
+    load_rules: Callable[[Path], Any],
+    scan: Callable[[argparse.Namespace, Any], ArchiveScan],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """Every routine 01: ``--root_dir --output_manifest_file`` (+ ``--rules`` and the dataset's own options).
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+    description : str
+        The script's docstring.
+    descriptor_dir : Path
+        ``descriptors/<dataset>``: default rules file and the label map copied beside the manifest.
+    load_rules : callable
+        Rules file -> the dataset's rules object.
+    scan : callable
+        ``(args, rules) -> ArchiveScan``; raise ``ValueError``/``OSError`` for a fatal input problem.
+    add_arguments : callable, optional
+        Adds the dataset's own options to the parser.
+    """
+    parser = _parser(description)
+    parser.add_argument("--root_dir", type=Path, required=True, help="archive folder (root_dir/archive)")
+    parser.add_argument("--output_manifest_file", type=Path, required=True, help="archive_manifest.xlsx to write")
+    parser.add_argument("--rules", type=Path, default=descriptor_dir / "archive.yaml", help=f"(addition) archive rules (default: descriptors/{descriptor_dir.name}/archive.yaml)")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = add_common_args(parser).parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    if not args.root_dir.is_dir():
+        return fail(f"--root_dir is not a folder: {args.root_dir}")
+    try:
+        result = scan(args, load_rules(args.rules))
+    except (ValueError, OSError) as exc:
+        return fail(str(exc))
+    write_archive_manifest(args.output_manifest_file, result.manifest, result.skipped, descriptor_dir / "label_map.yaml", result.extra_sheets)
+    for error in result.errors:
+        logger.error("%s", error)
+    return 1 if result.errors else 0
