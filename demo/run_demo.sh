@@ -18,10 +18,8 @@ fi
 mkdir -p "$out" && touch "$out/.toolkit-demo"
 
 for dataset in verse nme eso; do
-  maker="$repo/demo/make_${dataset}_demo_archive.py"
-  [ -f "$maker" ] && [ -f "$repo/$dataset/run_pipeline.sh" ] || continue
   echo "== $dataset: synthetic archive in $out/$dataset/archive"
-  "$PYTHON" "$maker" "$out/$dataset"
+  "$PYTHON" "$repo/demo/make_demo_archive.py" "$dataset" "$out/$dataset"
   bash "$repo/$dataset/run_pipeline.sh" "$out/$dataset"
 done
 

@@ -539,7 +539,7 @@ def test_scripts_run_from_any_directory_and_stay_thin(script, tmp_path):
 def test_run_pipeline_script_and_demo_maker(tmp_path):
     root = tmp_path / "demo"
     env = {"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
-    made = subprocess.run([sys.executable, str(REPO / "demo/make_eso_demo_archive.py"), str(root)], capture_output=True, text=True)
+    made = subprocess.run([sys.executable, str(REPO / "demo/make_demo_archive.py"), "eso", str(root)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     result = subprocess.run(["bash", str(REPO / "eso/run_pipeline.sh"), str(root)], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
