@@ -19,7 +19,7 @@ import pandas as pd
 
 from utils.alignment import qform_sform_mismatch_mm
 from utils.cli import run_per_sample
-from utils.nifti_io import is_nifti_path, load_nifti, require_3d
+from utils.nifti_io import check_nifti_file, is_nifti_path, require_3d
 from utils.orientation import geometry_record, parse_affine
 from utils.spreadsheet import is_missing
 
@@ -53,8 +53,9 @@ def list_nifti_files(root_dir: Path) -> list[Path]:
 def describe_nifti_file(path: Path) -> dict[str, Any]:
     """Geometry and dtype columns of one archive file, after a full integrity read.
 
-    The whole file is decompressed (gzip CRC and data length checked) so a
-    truncated download is caught here, at the start of the pipeline.
+    The whole file is decompressed through a small buffer (gzip CRC and data
+    length checked, the data never held in memory) so a truncated download is
+    caught here, at the start of the pipeline.
 
     Returns
     -------
@@ -68,7 +69,7 @@ def describe_nifti_file(path: Path) -> dict[str, Any]:
     NiftiError
         Unreadable, truncated or not 3D (message names the file).
     """
-    img = load_nifti(path)
+    img = check_nifti_file(path)
     require_3d(img, path)
     record = geometry_record(img.shape, img.affine)
     record["dtype"] = str(img.get_data_dtype())

@@ -15,11 +15,13 @@ masks as uint8 after checking that every value is a finite integer in
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import zlib
 from pathlib import Path
 
 import nibabel as nib
+from nibabel.arrayproxy import ArrayProxy
 import numpy as np
 import numpy.typing as npt
 
@@ -42,6 +44,7 @@ __all__ = [
     "is_nifti_path",
     "load_nifti",
     "load_header",
+    "check_nifti_file",
     "read_volume",
     "read_mask",
     "save_nifti",
@@ -72,39 +75,96 @@ def nifti_stem(path: PathLike) -> str:
     return name
 
 
-def _decompressed_bytes(path: Path) -> bytes:
+#: Bytes per ``readinto`` call while draining a stream to its end (gzip CRC check) or scanning a file.
+_CHUNK = 1 << 22
+
+
+def _open_stream(path: Path):
+    """Binary stream of the file's NIfTI bytes: decompressing for gzip, plain otherwise.
+
+    Raises
+    ------
+    NiftiError
+        The file cannot be opened, is empty, or is named ``.gz`` without being gzip-compressed.
+    """
     try:
-        raw = path.read_bytes()
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through the returned stream
     except OSError as exc:
         raise NiftiError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = _gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error, ValueError) as exc:
-            raise NiftiError(f"{path}: truncated or corrupt gzip stream ({exc})") from exc
-    elif path.name.endswith(".gz"):
+    magic = raw.read(2)
+    raw.seek(0)
+    if not magic:
+        raw.close()
+        raise NiftiError(f"{path}: file is empty (0 bytes); a NIfTI image was expected")
+    if magic == b"\x1f\x8b":
+        return _gzip.GzipFile(fileobj=raw, mode="rb"), raw
+    if path.name.endswith(".gz"):
+        raw.close()
         raise NiftiError(f"{path}: name ends with .gz but the file is not gzip-compressed")
-    return raw
+    return raw, raw
 
 
-def _image_from_bytes(raw: bytes, path: Path) -> nib.Nifti1Image:
-    if len(raw) < 348:
-        raise NiftiError(f"{path}: {len(raw)} bytes, too short for a NIfTI header (348 bytes)")
-    klass = nib.Nifti2Image if int.from_bytes(raw[:4], "little") == 540 or int.from_bytes(raw[:4], "big") == 540 else nib.Nifti1Image
+def _read_into(stream, view: memoryview, path: Path) -> int:
+    """Fill ``view`` from ``stream``; return the number of bytes read (less at end of data)."""
+    filled = 0
     try:
-        img = klass.from_bytes(raw)
+        while filled < len(view):
+            n = stream.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise NiftiError(f"{path}: truncated or corrupt gzip stream ({exc})") from exc
+    return filled
+
+
+def _drain(stream, path: Path, chunk: int = 1 << 16) -> int:
+    """Read ``stream`` to its end (this checks the gzip CRC and length); return the bytes read."""
+    scratch = memoryview(bytearray(chunk))
+    total = 0
+    while n := _read_into(stream, scratch, path):
+        total += n
+    return total
+
+
+def _read_header(stream, path: Path):
+    """Parse the NIfTI-1/2 header (with extensions) at the start of ``stream``; return (class, header, bytes read)."""
+    first = bytearray(348)
+    got = _read_into(stream, memoryview(first), path)
+    if got < 348:
+        raise NiftiError(f"{path}: {got} bytes, too short for a NIfTI header (348 bytes)")
+    size = int.from_bytes(first[:4], "little")
+    if size not in (348, 540):
+        size = int.from_bytes(first[:4], "big")
+    klass = nib.Nifti2Image if size == 540 else nib.Nifti1Image
+    head = bytes(first)
+    if size == 540:
+        rest = bytearray(540 - 348)
+        if _read_into(stream, memoryview(rest), path) < len(rest):
+            raise NiftiError(f"{path}: too short for a NIfTI-2 header (540 bytes)")
+        head += bytes(rest)
+    try:
+        header = klass.header_class(binaryblock=head, check=True)
     except Exception as exc:  # nibabel raises several types for a bad header
         raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
-    header = img.header
-    offset = int(header["vox_offset"]) or (544 if isinstance(img, nib.Nifti2Image) else 352)  # 0 in memory-made headers
-    expected = offset + int(np.prod(img.shape, dtype=np.int64)) * header.get_data_dtype().itemsize
-    if len(raw) < expected:
-        raise NiftiError(f"{path}: data truncated: {len(raw)} bytes found, {expected} expected for shape {img.shape}")
-    return img
+    offset = int(header["vox_offset"]) or (544 if size == 540 else 352)  # 0 in memory-made headers
+    if offset > len(head):  # extensions (or padding) before the data
+        rest = bytearray(offset - len(head))
+        got = _read_into(stream, memoryview(rest), path)
+        head += bytes(rest[:got])
+    try:
+        header = klass.header_class.from_fileobj(io.BytesIO(head))
+    except Exception as exc:
+        raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
+    return klass, header, len(head)
 
 
 def load_nifti(path: PathLike) -> nib.Nifti1Image:
     """Load a whole NIfTI image into memory and check that it is complete.
+
+    The data are decompressed straight into the array that the image holds
+    (no intermediate copy of the file), and the stream is read to its end so
+    the gzip CRC and length are verified.
 
     Parameters
     ----------
@@ -114,16 +174,68 @@ def load_nifti(path: PathLike) -> nib.Nifti1Image:
     Returns
     -------
     img : nibabel.Nifti1Image or nibabel.Nifti2Image
-        Image whose data are held in memory (no file handle stays open).
+        Image whose data are held in memory (no file handle stays open), in
+        the file's (Fortran) order. ``img.dataobj`` behaves as nibabel's: raw
+        stored values when the header has no scaling, scaled values otherwise.
 
     Raises
     ------
     NiftiError
-        Unreadable file, corrupt or truncated gzip stream, bad header, or
-        fewer data bytes than the header announces.
+        Unreadable or empty file, corrupt or truncated gzip stream, bad
+        header, or fewer data bytes than the header announces.
     """
     path = Path(path)
-    return _image_from_bytes(_decompressed_bytes(path), path)
+    stream, raw = _open_stream(path)
+    with raw, stream:
+        klass, header, offset = _read_header(stream, path)
+        shape = header.get_data_shape()
+        dtype = header.get_data_dtype()
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        data = np.empty(nbytes, dtype=np.uint8)
+        got = _read_into(stream, memoryview(data), path)
+        if got < nbytes:
+            raise NiftiError(
+                f"{path}: data truncated: {offset + got} bytes found, {offset + nbytes} expected for shape {tuple(shape)}"
+            )
+        _drain(stream, path)
+    slope, inter = header.get_slope_inter()
+    if (slope, inter) not in ((None, None), (1.0, 0.0)):
+        # Scaled data (rare): nibabel's array proxy applies scl_slope/scl_inter exactly as nib.load does.
+        proxy = ArrayProxy(io.BytesIO(data), (shape, dtype, 0, slope, inter))
+        return klass(proxy, header.get_best_affine(), header)
+    return klass(data.view(dtype).reshape(shape, order="F"), header.get_best_affine(), header)
+
+
+def check_nifti_file(path: PathLike) -> nib.Nifti1Image:
+    """Read a whole NIfTI file through a small buffer and return a header-only image.
+
+    The integrity read of routine 01: every byte is decompressed (gzip CRC and
+    length verified) and the data size is compared with the header's, but the
+    data are never held in memory, so scanning a large archive costs the
+    decompression alone.
+
+    Returns
+    -------
+    img : nibabel image
+        Header, shape, affine and on-disk dtype of the file; its data are not
+        loaded (reading them reads the file again).
+
+    Raises
+    ------
+    NiftiError
+        As :func:`load_nifti`.
+    """
+    path = Path(path)
+    stream, raw = _open_stream(path)
+    with raw, stream:
+        klass, header, offset = _read_header(stream, path)
+        nbytes = int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
+        got = _drain(stream, path, _CHUNK)
+    if got < nbytes:
+        raise NiftiError(
+            f"{path}: data truncated: {offset + got} bytes found, {offset + nbytes} expected for shape {tuple(header.get_data_shape())}"
+        )
+    return load_header(path)
 
 
 def load_header(path: PathLike) -> nib.Nifti1Image:
@@ -150,6 +262,9 @@ def require_3d(img: nib.Nifti1Image, path: PathLike) -> None:
 def read_volume(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.float32]:
     """Voxel values of a 3D image as float32 with scaling slope/intercept applied.
 
+    A float32 file without scaling is handed out as it was read (no copy);
+    anything else is converted once, in the file's memory order.
+
     Parameters
     ----------
     img : nibabel image
@@ -162,14 +277,39 @@ def read_volume(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.float32]
     data : (I, J, K) ndarray of float32
     """
     require_3d(img, path)
-    return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
+    return np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged"), dtype=np.float32)
+
+
+def memory_slabs(shape: tuple[int, ...], order: str, voxels: int = 1 << 22) -> list[tuple[slice, ...]]:
+    """Slabs along the slowest-varying axis of an array of ``shape`` and memory ``order`` ('F' or 'C').
+
+    Walking a large array slab by slab keeps temporaries small (a few MB) and
+    reads memory in order.
+
+    Returns
+    -------
+    slabs : list of tuple of slice
+        Index tuples covering the array once, each of about ``voxels`` elements.
+    """
+    axis = len(shape) - 1 if order == "F" else 0
+    per = max(1, int(np.prod(shape, dtype=np.int64)) // max(shape[axis], 1))
+    step = max(1, voxels // per)
+    return [
+        tuple(slice(start, min(start + step, shape[axis])) if ax == axis else slice(None) for ax in range(len(shape)))
+        for start in range(0, shape[axis], step)
+    ]
+
+
+def _array_order(data: np.ndarray) -> str:
+    return "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
 
 
 def read_mask(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.uint8]:
     """Label values of a 3D mask as uint8, refusing anything that is not an integer in [0, 255].
 
     Float masks (float64 is common in VerSe) are accepted when every value is
-    finite and integral; scaling slope/intercept is applied first.
+    finite and integral; scaling slope/intercept is applied first. The check
+    and the conversion run slab by slab, so no whole-volume temporary is made.
 
     Parameters
     ----------
@@ -181,6 +321,7 @@ def read_mask(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.uint8]:
     Returns
     -------
     labels : (I, J, K) ndarray of uint8
+        In the file's memory order (Fortran); a uint8 file is handed out as read (no copy).
 
     Raises
     ------
@@ -191,22 +332,27 @@ def read_mask(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.uint8]:
     data = np.asanyarray(img.dataobj)
     if data.dtype == np.uint8:
         return data  # memory order of the file kept (Fortran): writing it back needs no transpose
-    if data.dtype.kind == "f":
-        finite = np.isfinite(data)
-        if not finite.all():
-            raise NiftiError(f"{path}: mask holds {int((~finite).sum())} NaN/inf values; integer labels expected")
-        frac = data != np.round(data)
-        if frac.any():
-            example = float(data[frac].flat[0])
-            raise NiftiError(
-                f"{path}: mask holds {int(frac.sum())} non-integer values (e.g. {example!r}); integer labels expected"
-            )
-    elif data.dtype.kind not in "iub":
+    if data.dtype.kind not in "iubf":
         raise NiftiError(f"{path}: mask dtype {data.dtype} is not numeric; integer labels expected")
-    lo, hi = (data.min(), data.max()) if data.size else (0, 0)
-    if lo < 0 or hi > 255:
-        raise NiftiError(f"{path}: mask values span [{lo}, {hi}]; labels in [0, 255] expected")
-    return data.astype(np.uint8, order="K")
+    order = _array_order(data)
+    out = np.empty(data.shape, dtype=np.uint8, order=order)
+    for slab in memory_slabs(data.shape, order):
+        chunk = data[slab]
+        if chunk.dtype.kind == "f":
+            if not np.isfinite(chunk).all():
+                bad = int(np.count_nonzero(~np.isfinite(data)))
+                raise NiftiError(f"{path}: mask holds {bad} NaN/inf values; integer labels expected")
+            frac = chunk != np.rint(chunk)
+            if frac.any():
+                count = int(sum(np.count_nonzero(data[s] != np.rint(data[s])) for s in memory_slabs(data.shape, order)))
+                raise NiftiError(
+                    f"{path}: mask holds {count} non-integer values (e.g. {float(chunk[frac].flat[0])!r}); integer labels expected"
+                )
+        if chunk.size and (chunk.min() < 0 or chunk.max() > 255):
+            lo, hi = data.min(), data.max()
+            raise NiftiError(f"{path}: mask values span [{lo}, {hi}]; labels in [0, 255] expected")
+        out[slab] = chunk
+    return out
 
 
 def save_nifti(
