@@ -104,7 +104,7 @@ def vertebra_column_mask(shape=(512, 512, 300), n_labels=24, seed=0, specks=1000
 def build_sample(root: Path, sid: str, mask: np.ndarray, affine: np.ndarray) -> Path:
     """Grouped sample folder: info yaml, int16 CT-like volume (1 % of the mask over air), mask, binary masks 0..max label."""
     from utils.binary_masks import binary_mask_of
-    from utils.connected_regions import label_boxes
+    from utils.label_stats import label_boxes
     from utils.labels import LabelMap
     from utils.nifti_io import save_nifti
     from utils.sample_info import SampleDir, write_info
@@ -161,7 +161,7 @@ def worker(kind: str, root: Path, sample_dir: Path, scratch: Path, naive_slices:
     import pandas as pd
 
     from utils.binary_masks import binary_mask_of
-    from utils.connected_regions import label_boxes
+    from utils.label_stats import label_boxes
     from utils.mask_qc import REPORT_COLUMNS, small_region_rows
     from utils.mask_qc_reference import naive_repair_mask, naive_small_region_count
     from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti

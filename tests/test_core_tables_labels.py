@@ -42,7 +42,7 @@ def test_malformed_label_map_is_refused(mapping, message):
 
 
 def test_unknown_mask_value_names_file_and_values():
-    mask = np.array([0, 1, 27, 28], np.uint8)
+    mask = np.array([[[0, 1, 27, 28]]], np.uint8)
     with pytest.raises(LabelError, match=r"m.nii.gz: mask values \[27, 28\] are not in the label map"):
         check_labels(mask, set(range(27)), "m.nii.gz")
     assert check_labels(mask, set(range(29)), "m.nii.gz") == [0, 1, 27, 28]

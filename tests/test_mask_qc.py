@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 from utils.connected_regions import (
-    label_boxes,
     pixel_area_mm2,
     slice_structure,
     small_regions_3d,
     structure_3d,
-    voxel_volume_mm3,
 )
+from utils.label_stats import label_boxes, voxel_volume_mm3
 from utils.label_fusion import fuse_label_changes, resolve_votes
 from utils.mask_qc import threshold_mask
 from utils.mask_qc_reference import naive_repair_mask, naive_small_region_count

@@ -13,8 +13,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
+from utils.label_stats import LabelStats, label_stats
 from utils.labels import LabelMap, check_labels
 from utils.nifti_io import load_nifti, read_mask, save_nifti
 from utils.sample_info import SampleDir, history_entry, read_info, write_info
@@ -32,7 +32,7 @@ def binary_mask_of(mask: npt.NDArray[np.uint8], label: int, bbox: tuple[slice, .
     mask : (I, J, K) ndarray of uint8
     label : int
     bbox : tuple of slice or None
-        Bounding box of ``label`` (from :func:`scipy.ndimage.find_objects`);
+        Bounding box of ``label`` (from :meth:`utils.label_stats.LabelStats.boxes`);
         None when the label is absent.
 
     Returns
@@ -55,6 +55,7 @@ def write_binary_masks(
     affine: npt.NDArray[np.float64],
     template: nib.Nifti1Image,
     label_map: LabelMap,
+    stats: LabelStats | None = None,
 ) -> list[int]:
     """Write every binary mask of ``sample`` from its multi-label mask.
 
@@ -69,19 +70,21 @@ def write_binary_masks(
     template : nibabel image
         Header source (units, sform/qform codes).
     label_map : LabelMap
+    stats : LabelStats, optional
+        :func:`utils.label_stats.label_stats` of ``mask`` when already computed.
 
     Returns
     -------
     present : list of int
         Foreground labels present in the mask.
     """
-    boxes = ndimage.find_objects(mask)  # boxes[v - 1] is the bounding box of value v
+    boxes = (stats if stats is not None else label_stats(mask)).boxes(lab.index for lab in label_map)
     present = []
     for label in label_map:
         if label.index == 0:
             binary = (mask == 0).view(np.uint8)
         else:
-            bbox = boxes[label.index - 1] if label.index <= len(boxes) else None
+            bbox = boxes.get(label.index)
             binary = binary_mask_of(mask, label.index, bbox)
             if bbox is not None:
                 present.append(label.index)
@@ -109,8 +112,9 @@ def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: st
         raise FileNotFoundError(f"{sample.mask}: mask file missing")
     img = load_nifti(sample.mask)
     mask = read_mask(img, sample.mask)
-    check_labels(mask, label_map, str(sample.mask))
-    present = write_binary_masks(sample, mask, img.affine, img, label_map)
+    stats = label_stats(mask)
+    check_labels(stats, label_map, str(sample.mask))
+    present = write_binary_masks(sample, mask, img.affine, img, label_map, stats)
     wanted = {lab.key for lab in label_map}
     stale = [p.name for idx, (short, p) in sample.binary_masks().items() if f"{idx:02d}_{short}" not in wanted]
     if stale:

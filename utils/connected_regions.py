@@ -8,23 +8,20 @@ parallelogram spanned by the first two voxel axes (mm², ``spx * spy`` for any
 non-sheared affine). "Small" always means strictly below the threshold.
 
 Each label is analysed inside its bounding box only (from
-:func:`scipy.ndimage.find_objects`): a component of ``mask == label`` never
-leaves that box, so the result equals a full-volume analysis at a fraction of
-the cost.
+:mod:`utils.label_stats`): a component of ``mask == label`` never leaves that
+box, so the result equals a full-volume analysis at a fraction of the cost.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
 from utils.aliases import Affine
+from utils.label_stats import voxel_volume_mm3
 
 __all__ = [
     "CONNECTIVITY_2D",
@@ -34,20 +31,14 @@ __all__ = [
     "structure_2d",
     "structure_3d",
     "slice_structure",
-    "voxel_volume_mm3",
     "pixel_area_mm2",
-    "label_boxes",
     "label_components",
-    "map_threads",
     "component_sizes",
     "small_regions_3d",
     "REGION_COLUMNS",
 ]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 #: Allowed in-slice connectivities: 4 (edges) or 8 (edges and corners).
 CONNECTIVITY_2D = (4, 8)
@@ -135,20 +126,6 @@ def slice_structure(connectivity: int = DEFAULT_CONNECTIVITY_2D) -> npt.NDArray[
     return out
 
 
-def voxel_volume_mm3(affine: Affine) -> float:
-    """Volume of one voxel in mm³: ``|det(affine[:3, :3])|`` (right for oblique and sheared grids).
-
-    Raises
-    ------
-    ValueError
-        The affine is singular (zero volume).
-    """
-    vol = float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3])))
-    if not vol > 0:
-        raise ValueError(f"affine {np.asarray(affine).tolist()} is singular: voxel volume {vol} mm³")
-    return vol
-
-
 def pixel_area_mm2(affine: Affine) -> float:
     """Area in mm² of one voxel face in an axial slice (first two array axes).
 
@@ -166,19 +143,6 @@ def pixel_area_mm2(affine: Affine) -> float:
     if not area > 0:
         raise ValueError(f"affine {aff.tolist()} has a degenerate in-plane grid: pixel area {area} mm²")
     return area
-
-
-def map_threads(func: Callable[[T], R], items: Iterable[T], threads: int = 1) -> list[R]:
-    """``[func(x) for x in items]``, in ``threads`` threads when > 1 (results in input order).
-
-    scipy.ndimage releases the GIL, so per-label work on large crops runs in
-    parallel on several cores.
-    """
-    items = list(items)
-    if threads <= 1 or len(items) <= 1:
-        return [func(x) for x in items]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(func, items))
 
 
 def label_components(binary: npt.NDArray, structure: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.integer], int]:
@@ -234,49 +198,6 @@ def component_sizes(comps: npt.NDArray[np.integer], n: int, chunk: int = 1 << 18
     return counts
 
 
-def label_boxes(mask: npt.NDArray[np.uint8], threads: int = 1) -> dict[int, tuple[slice, slice, slice]]:
-    """Bounding box of every foreground value of a uint8 mask.
-
-    The foreground's box comes from cheap projections, then
-    :func:`scipy.ndimage.find_objects` scans that box only, in memory order,
-    split into ``threads`` slabs along the slowest axis.
-
-    Parameters
-    ----------
-    mask : (I, J, K) ndarray of uint8
-    threads : int
-        Slabs scanned in parallel threads.
-
-    Returns
-    -------
-    boxes : dict
-        ``{label: (slice_i, slice_j, slice_k)}`` for each value 1..255 present.
-    """
-    plane = mask.any(axis=2)
-    if not plane.any():
-        return {}
-    ii, jj, kk = (np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0)), np.flatnonzero(mask.any(axis=(0, 1))))
-    fg = (slice(int(ii[0]), int(ii[-1]) + 1), slice(int(jj[0]), int(jj[-1]) + 1), slice(int(kk[0]), int(kk[-1]) + 1))
-    # find_objects walks the array in C order: the slowest axis of a Fortran mask is the last one.
-    slow = 2 if mask.flags.f_contiguous and not mask.flags.c_contiguous else 0
-    edges = np.linspace(fg[slow].start, fg[slow].stop, max(1, min(threads, fg[slow].stop - fg[slow].start)) + 1).astype(int)
-    slabs = [tuple(slice(int(a), int(b)) if ax == slow else fg[ax] for ax in range(3)) for a, b in zip(edges[:-1], edges[1:])]
-
-    def scan(slab: tuple[slice, slice, slice]) -> list[tuple[slice, slice, slice] | None]:
-        view = mask[slab]
-        found = [None if b is None else b[::-1] for b in ndimage.find_objects(view.T)] if slow == 2 else ndimage.find_objects(view)
-        return [None if b is None else tuple(slice(x.start + o.start, x.stop + o.start) for x, o in zip(b, slab)) for b in found]
-
-    boxes: dict[int, tuple[slice, slice, slice]] = {}
-    for found in map_threads(scan, slabs, threads):
-        for i, box in enumerate(found):
-            if box is None:
-                continue
-            old = boxes.get(i + 1)
-            boxes[i + 1] = box if old is None else tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(old, box))  # type: ignore[assignment]
-    return dict(sorted(boxes.items()))
-
-
 def small_regions_3d(
     mask: npt.NDArray[np.uint8],
     label: int,
@@ -294,7 +215,7 @@ def small_regions_3d(
     label : int
         Label value to analyse.
     box : tuple of 3 slice
-        Bounding box of ``label`` in ``mask`` (see :func:`label_boxes`).
+        Bounding box of ``label`` in ``mask`` (see :meth:`utils.label_stats.LabelStats.boxes`).
     affine : (4, 4) ndarray
         Voxel-to-world matrix (mm).
     volume_thresh_mm3 : float

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from utils.alignment import grid_displacement_mm
-from utils.labels import present_labels
+from utils.label_stats import label_stats
 from utils.nifti_io import load_header, load_nifti, read_mask
 from utils.orientation import geometry_record, spacing
 from utils.sample_info import SampleDir, find_samples, read_info
@@ -95,7 +95,7 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
 
     present: list[int] = []
     if has_mask:
-        present = [v for v in present_labels(read_mask(load_nifti(sample.mask), sample.mask))]
+        present = label_stats(read_mask(load_nifti(sample.mask), sample.mask)).present
     row["valid_labels"] = format_list(present) if has_mask else None
     row["info"] = _rel(sample.info, root_dir)
     row["volume"] = _rel(sample.volume, root_dir)

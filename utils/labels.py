@@ -23,8 +23,9 @@ import yaml
 
 from utils.aliases import PathLike
 from utils.atomic import atomic_write_text
+from utils.label_stats import LabelStats, label_stats
 
-__all__ = ["Label", "LabelMap", "LabelError", "label_histogram", "present_labels", "check_labels", "remap_labels", "install_label_map"]
+__all__ = ["Label", "LabelMap", "LabelError", "check_labels", "remap_labels", "install_label_map"]
 
 _SHORT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
@@ -128,29 +129,18 @@ class LabelMap:
         return f"{sample_id}_mask_{label.key}.nii.gz"
 
 
-def label_histogram(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
-    """Voxel count of each value 0..255 of a uint8 mask (one pass, no sort).
+def check_labels(
+    mask: "npt.NDArray[np.uint8] | LabelStats", allowed: "LabelMap | set[int] | tuple[int, ...]", source: str
+) -> list[int]:
+    """Return the labels present in ``mask``; raise when one is not allowed.
 
     Parameters
     ----------
-    mask : ndarray of uint8
-
-    Returns
-    -------
-    counts : (256,) ndarray of int64
-    """
-    if mask.dtype != np.uint8:
-        raise TypeError(f"uint8 mask expected, got {mask.dtype}")
-    return np.bincount(mask.reshape(-1), minlength=256)
-
-
-def present_labels(mask: npt.NDArray[np.uint8]) -> list[int]:
-    """Sorted values present in a uint8 mask, background included."""
-    return [int(v) for v in np.flatnonzero(label_histogram(mask))]
-
-
-def check_labels(mask: npt.NDArray[np.uint8], allowed: "LabelMap | set[int] | tuple[int, ...]", source: str) -> list[int]:
-    """Return the labels present in ``mask``; raise when one is not allowed.
+    mask : (I, J, K) ndarray of uint8, or LabelStats
+        The mask, or its :func:`utils.label_stats.label_stats` when already computed.
+    allowed : LabelMap or collection of int
+    source : str
+        File name for the message.
 
     Raises
     ------
@@ -158,26 +148,50 @@ def check_labels(mask: npt.NDArray[np.uint8], allowed: "LabelMap | set[int] | tu
         Names the file, the unexpected values and the allowed ones.
     """
     allowed_set = set(allowed.indices if isinstance(allowed, LabelMap) else allowed)
-    present = present_labels(mask)
+    present = (mask if isinstance(mask, LabelStats) else label_stats(mask)).present
     unknown = [v for v in present if v not in allowed_set]
     if unknown:
         raise LabelError(f"{source}: mask values {unknown} are not in the label map (allowed: {sorted(allowed_set)})")
     return present
 
 
-def remap_labels(mask: npt.NDArray[np.uint8], mapping: dict[int, int]) -> npt.NDArray[np.uint8]:
+def remap_labels(
+    mask: npt.NDArray[np.uint8], mapping: dict[int, int], *, stats: LabelStats | None = None, in_place: bool = False
+) -> npt.NDArray[np.uint8]:
     """Apply ``{old: new}`` to a uint8 mask through a 256-entry lookup table (simultaneous, not chained).
+
+    Only the bounding box of the labels that change is touched.
+
+    Parameters
+    ----------
+    mask : (I, J, K) ndarray of uint8
+    mapping : dict of int to int
+    stats : LabelStats, optional
+        :func:`utils.label_stats.label_stats` of ``mask`` when already computed.
+    in_place : bool
+        Modify ``mask`` itself (no copy of the volume) instead of a copy.
+
+    Returns
+    -------
+    remapped : ndarray of uint8
+        ``mask`` itself when ``in_place``, else a new array in the same memory order.
 
     Examples
     --------
     >>> import numpy as np
-    >>> remap_labels(np.array([0, 26, 27, 28], np.uint8), {26: 0, 27: 0, 28: 26}).tolist()
-    [0, 0, 0, 26]
+    >>> remap_labels(np.array([[[0, 26, 27, 28]]], np.uint8), {26: 0, 27: 0, 28: 26}).tolist()
+    [[[0, 0, 0, 26]]]
     """
     lut = np.arange(256, dtype=np.uint8)
     for old, new in mapping.items():
         lut[int(old)] = int(new)
-    return lut[mask]
+    out = mask if in_place else mask.copy(order="K")
+    changing = [old for old in range(256) if lut[old] != old]
+    boxes = (stats if stats is not None else label_stats(mask)).boxes(changing)
+    if boxes:
+        union = tuple(slice(min(b[ax].start for b in boxes.values()), max(b[ax].stop for b in boxes.values())) for ax in range(3))
+        out[union] = lut[out[union]]
+    return out
 
 
 def install_label_map(source: PathLike, destination: PathLike) -> str:

@@ -44,7 +44,8 @@ from utils.alignment import grids_match
 from utils.atomic import atomic_path
 from utils.binary_masks import binary_mask_of
 from utils.cli import RunReport, SampleError, run_per_sample
-from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, label_boxes, map_threads, small_regions_3d
+from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, small_regions_3d
+from utils.label_stats import label_boxes, map_threads
 from utils.label_fusion import fuse_label_changes
 from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
 from utils.sample_info import SampleDir, find_samples, history_entry, read_info, write_info
@@ -82,7 +83,7 @@ REPORT_COLUMNS = ("ID", "file", "mask", "label_index", "label_name", *REGION_COL
 
 Boxes = dict[int, tuple[slice, slice, slice]]
 #: ``transform(sample, img, mask, boxes) -> (new_mask, result, where)``: the step's work on one sample.
-#: ``boxes``: :func:`utils.connected_regions.label_boxes` of ``mask``; ``where``: (n, 3) voxel indices
+#: ``boxes``: :func:`utils.label_stats.label_boxes` of ``mask``; ``where``: (n, 3) voxel indices
 #: outside which ``new_mask`` equals ``mask`` (None: anywhere); ``result``: plain YAML types for the history.
 Transform = Callable[
     [SampleDir, nib.Nifti1Image, npt.NDArray[np.uint8], Boxes],
@@ -370,7 +371,7 @@ def threshold_mask(
     lo, hi : float
         Inclusive range a foreground voxel's value must lie in; NaN lies outside.
     boxes : dict, optional
-        :func:`utils.connected_regions.label_boxes` of ``mask`` when already known.
+        :func:`utils.label_stats.label_boxes` of ``mask`` when already known.
 
     Returns
     -------

@@ -53,12 +53,11 @@ from utils.connected_regions import (
     CONNECTIVITY_2D,
     DEFAULT_CONNECTIVITY_2D,
     component_sizes,
-    label_boxes,
     label_components,
-    map_threads,
     pixel_area_mm2,
     slice_structure,
 )
+from utils.label_stats import label_boxes, map_threads
 
 __all__ = ["MODES", "SliceRepair", "LabelChanges", "label_changes", "repair_changes"]
 
@@ -328,7 +327,7 @@ def repair_changes(
         Voxel-to-world matrix; gives the in-plane pixel area (mm²).
     repair : SliceRepair
     boxes : dict, optional
-        :func:`utils.connected_regions.label_boxes` of ``mask`` when already known.
+        :func:`utils.label_stats.label_boxes` of ``mask`` when already known.
     threads : int
         Labels processed in parallel threads (scipy releases the GIL); the
         result does not depend on it.

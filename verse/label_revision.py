@@ -13,6 +13,7 @@ import logging
 
 import numpy as np
 
+from utils.label_stats import label_stats
 from utils.labels import check_labels, remap_labels
 from utils.nifti_io import header_descrip, load_nifti, read_mask, save_nifti
 from utils.sample_info import SampleDir, has_step, history_entry, read_info, write_info
@@ -60,8 +61,9 @@ def revise_sample_labels(sample: SampleDir, mapping: dict[int, int], raw_range: 
             "(re-run 02 with --overwrite, then 03 and 04)"
         )
     mask = read_mask(img, sample.mask)
-    present = check_labels(mask, set(range(raw_range[0], raw_range[1] + 1)), str(sample.mask))
-    revised = remap_labels(mask, mapping)
+    stats = label_stats(mask)
+    present = check_labels(stats, set(range(raw_range[0], raw_range[1] + 1)), str(sample.mask))
+    revised = remap_labels(mask, mapping, stats=stats, in_place=True)
     save_nifti(sample.mask, revised, img.affine, dtype=np.uint8, template=img, descrip=REVISION_MARKER)
     _record(sample, info, mapping)
     changed = {k: v for k, v in mapping.items() if k in present}
