@@ -52,7 +52,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: Voxels per slab when a label's box is projected (its boolean temporary is this size).
-_SLAB_VOXELS = 1 << 22
+_SLAB_VOXELS = 1 << 20
 
 
 def map_threads(func: Callable[[T], R], items: Iterable[T], threads: int = 1) -> list[R]:
