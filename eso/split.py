@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 
-import pandas as pd
-
+from utils.lazy_import import lazy_import
 from utils.metadata_sheets import canonical_id
 from utils.splits import SUBSETS, grouped_random_split
+
+pd = lazy_import("pandas")
 
 __all__ = ["group_key", "site_split"]
 

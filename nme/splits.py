@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import pandas as pd
-
+from utils.lazy_import import lazy_import
 from utils.splits import grouped_random_split
+
+pd = lazy_import("pandas")
 
 __all__ = ["predefined_split", "cross_site_split"]
 

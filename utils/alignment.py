@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from utils.aliases import Affine
+from utils.lazy_import import lazy_import
 from utils.orientation import axis_codes, spacing
+
+ndimage = lazy_import("scipy.ndimage")
 
 __all__ = [
     "GRID_TOL_VOXEL",

@@ -9,19 +9,21 @@ the reason, and routine 01 writes them to a second worksheet.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from utils.alignment import qform_sform_mismatch_mm
 from utils.cli import run_per_sample
+from utils.lazy_import import lazy_import
 from utils.nifti_io import check_nifti_file, is_nifti_path, require_3d
 from utils.orientation import geometry_record, parse_affine
 from utils.spreadsheet import is_missing
+
+pd = lazy_import("pandas")
 
 __all__ = [
     "SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm", "scan_archive",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
@@ -18,6 +18,9 @@ from utils.label_stats import LabelStats, label_stats
 from utils.labels import LabelMap, check_labels
 from utils.nifti_io import load_nifti, read_mask, save_nifti
 from utils.sample_info import SampleDir, history_entry, read_info, write_info
+
+if TYPE_CHECKING:
+    import nibabel as nib
 
 __all__ = ["binary_mask_of", "write_binary_masks", "extract_sample_binary_masks"]
 

@@ -18,10 +18,12 @@ import logging
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from utils.aliases import Affine
 from utils.label_stats import voxel_volume_mm3
+from utils.lazy_import import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")
 
 __all__ = [
     "CONNECTIVITY_2D",

@@ -19,15 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from utils.alignment import grid_displacement_mm
+from utils.cli import RunReport, run_per_sample
 from utils.label_stats import label_stats
+from utils.lazy_import import lazy_import
 from utils.nifti_io import load_header, load_nifti, read_mask
 from utils.orientation import geometry_record, spacing
 from utils.sample_info import SampleDir, find_samples, read_info
-from utils.cli import RunReport, run_per_sample
 from utils.spreadsheet import MAIN_SHEET, format_list, write_sheets
+
+pd = lazy_import("pandas")
 
 __all__ = ["GEOMETRY_COLUMNS", "SAME_GRID_TOL_MM", "describe_sample", "order_columns", "build_dataset_manifest"]
 

@@ -34,9 +34,8 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
@@ -45,11 +44,14 @@ from utils.atomic import atomic_path
 from utils.binary_masks import binary_mask_of
 from utils.cli import RunReport, SampleError, run_per_sample
 from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, small_regions_3d
-from utils.label_stats import label_boxes, map_threads
 from utils.label_fusion import fuse_label_changes
+from utils.label_stats import label_boxes, map_threads
 from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
 from utils.sample_info import SampleDir, find_samples, history_entry, read_info, write_info
 from utils.slice_morphology import SliceRepair, repair_changes
+
+if TYPE_CHECKING:
+    import nibabel as nib
 
 __all__ = [
     "STEP_CLOSE",
@@ -86,7 +88,7 @@ Boxes = dict[int, tuple[slice, slice, slice]]
 #: ``boxes``: :func:`utils.label_stats.label_boxes` of ``mask``; ``where``: (n, 3) voxel indices
 #: outside which ``new_mask`` equals ``mask`` (None: anywhere); ``result``: plain YAML types for the history.
 Transform = Callable[
-    [SampleDir, nib.Nifti1Image, npt.NDArray[np.uint8], Boxes],
+    [SampleDir, "nib.Nifti1Image", npt.NDArray[np.uint8], Boxes],
     tuple[npt.NDArray[np.uint8], dict[str, Any], "npt.NDArray[np.int64] | None"],
 ]
 

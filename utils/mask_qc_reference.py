@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from utils.aliases import Affine
 from utils.connected_regions import DEFAULT_CONNECTIVITY_3D, pixel_area_mm2, structure_2d, structure_3d
 from utils.label_stats import voxel_volume_mm3
+from utils.lazy_import import lazy_import
 from utils.slice_morphology import SliceRepair
+
+ndimage = lazy_import("scipy.ndimage")
 
 __all__ = ["naive_repair_slice", "naive_repair_mask", "naive_small_region_count"]
 

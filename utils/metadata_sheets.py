@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-from openpyxl import load_workbook
-from openpyxl.utils import get_column_letter
-
 from utils.aliases import PathLike
+from utils.lazy_import import lazy_import
+
+pd = lazy_import("pandas")
+openpyxl = lazy_import("openpyxl")
 
 __all__ = [
     "SheetIssue",
@@ -250,7 +250,7 @@ def read_metadata_sheet(
     table = MetaTable(source=path)
     label = path.name
     try:
-        wb = load_workbook(path, data_only=False)  # formulas are read as their text, never evaluated
+        wb = openpyxl.load_workbook(path, data_only=False)  # formulas are read as their text, never evaluated
     except Exception as exc:  # untrusted file: openpyxl raises many types (BadZipFile, KeyError …) on a malformed one
         table.issues.append(SheetIssue(label, f"cannot read the workbook ({exc}); its attributes stay empty", severity="error"))
         return table
@@ -329,7 +329,7 @@ def _attribute_columns(
         if name is None:
             if not has_data:
                 continue
-            name = f"column_{get_column_letter(i + 1)}"
+            name = f"column_{openpyxl.utils.get_column_letter(i + 1)}"
             issues.append(SheetIssue(label, f"column without a header holds values; named {name!r}", row=header_row, column=name))
         elif looks_like_formula(name) or (i < len(header) and header[i].data_type == "f"):
             issues.append(SheetIssue(label, "column name looks like a spreadsheet formula; kept as text", row=header_row, column=name))

@@ -20,13 +20,14 @@ import logging
 import zlib
 from pathlib import Path
 
-import nibabel as nib
-from nibabel.arrayproxy import ArrayProxy
 import numpy as np
 import numpy.typing as npt
 
 from utils.aliases import Affine, PathLike
 from utils.atomic import atomic_path
+from utils.lazy_import import lazy_import
+
+nib = lazy_import("nibabel")
 
 try:  # python-isal: same format, much faster
     from isal import igzip as _gzip
@@ -201,7 +202,7 @@ def load_nifti(path: PathLike) -> nib.Nifti1Image:
     slope, inter = header.get_slope_inter()
     if (slope, inter) not in ((None, None), (1.0, 0.0)):
         # Scaled data (rare): nibabel's array proxy applies scl_slope/scl_inter exactly as nib.load does.
-        proxy = ArrayProxy(io.BytesIO(data), (shape, dtype, 0, slope, inter))
+        proxy = nib.arrayproxy.ArrayProxy(io.BytesIO(data), (shape, dtype, 0, slope, inter))
         return klass(proxy, header.get_best_affine(), header)
     return klass(data.view(dtype).reshape(shape, order="F"), header.get_best_affine(), header)
 

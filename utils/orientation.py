@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import math
 
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
 from utils.aliases import Affine
+from utils.lazy_import import lazy_import
+
+nib = lazy_import("nibabel")
 
 __all__ = [
     "OBLIQUE_TOL_DEG",

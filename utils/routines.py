@@ -18,18 +18,19 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from utils.alignment import GRID_TOL_VOXEL
 from utils.archive_scan import SKIPPED_SHEET, ArchiveScan
 from utils.binary_masks import extract_sample_binary_masks
 from utils.cli import add_common_args, fail, run_per_sample, setup_logging
 from utils.dataset_manifest import build_dataset_manifest
 from utils.labels import LabelMap, install_label_map
+from utils.lazy_import import lazy_import
 from utils.pairing import PairJob, write_pair
 from utils.sample_info import find_samples
 from utils.splits import extract_index_manifests
 from utils.spreadsheet import MAIN_SHEET, read_sheet, write_sheets
+
+pd = lazy_import("pandas")
 
 __all__ = [
     "extract_binary_masks_main", "dataset_manifest_main", "index_manifests_main",

@@ -46,18 +46,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from utils.aliases import Affine
-from utils.connected_regions import (
-    CONNECTIVITY_2D,
-    DEFAULT_CONNECTIVITY_2D,
-    component_sizes,
-    label_components,
-    pixel_area_mm2,
-    slice_structure,
-)
+from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, component_sizes, label_components, pixel_area_mm2, slice_structure
 from utils.label_stats import label_boxes, map_threads
+from utils.lazy_import import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")
 
 __all__ = ["MODES", "SliceRepair", "LabelChanges", "label_changes", "repair_changes"]
 

@@ -23,13 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-import pandas as pd
-
 from utils.cli import add_common_args, fail, run_main, run_per_sample, setup_logging
 from utils.connected_regions import CONNECTIVITY_3D, DEFAULT_CONNECTIVITY_3D
+from utils.lazy_import import lazy_import
 from utils.mask_qc import REPORT_COLUMNS, small_region_rows, threads_per_sample
 from utils.sample_info import find_samples
 from utils.spreadsheet import MAIN_SHEET, write_sheets
+
+pd = lazy_import("pandas")
 
 logger = logging.getLogger("small_connected_region_detect")
 

@@ -20,9 +20,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import pandas as pd
-
+from utils.lazy_import import lazy_import
 from utils.spreadsheet import MAIN_SHEET, add_sheet, read_sheet, write_sheets
+
+pd = lazy_import("pandas")
 
 __all__ = [
     "SUBSETS",

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from openpyxl import Workbook, load_workbook
-from openpyxl.utils.exceptions import InvalidFileException
 
 from utils.aliases import PathLike
 from utils.atomic import atomic_path
+from utils.lazy_import import lazy_import
+
+pd = lazy_import("pandas")
+openpyxl = lazy_import("openpyxl")
+openpyxl_exceptions = lazy_import("openpyxl.utils.exceptions")
 
 __all__ = [
     "MAIN_SHEET",
@@ -97,7 +99,7 @@ def write_sheets(path: PathLike, sheets: Mapping[str, pd.DataFrame]) -> None:
     sheets : mapping of str to DataFrame
         Sheet name -> table (the header row is the column names; the index is not written).
     """
-    wb = Workbook()
+    wb = openpyxl.Workbook()
     wb.remove(wb.active)
     for name, frame in sheets.items():
         _check_frame(frame, name)
@@ -110,8 +112,8 @@ def _open_workbook(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
     try:
-        return load_workbook(path)
-    except (InvalidFileException, KeyError, OSError, ValueError) as exc:
+        return openpyxl.load_workbook(path)
+    except (openpyxl_exceptions.InvalidFileException, KeyError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
 
 
@@ -187,7 +189,7 @@ def read_sheet(path: PathLike, sheet: str = MAIN_SHEET) -> pd.DataFrame:
             if sheet not in xls.sheet_names:
                 raise ValueError(f"{path}: no worksheet {sheet!r} (found: {', '.join(xls.sheet_names)})")
             frame = pd.read_excel(xls, sheet_name=sheet, dtype=object)
-    except (InvalidFileException, KeyError, OSError) as exc:
+    except (openpyxl_exceptions.InvalidFileException, KeyError, OSError) as exc:
         raise ValueError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
     frame.columns = [str(c) for c in frame.columns]
     return frame.astype(object).where(frame.notna(), None)

@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 
-from utils.alignment import GRID_TOL_VOXEL
 from utils.aliases import PathLike
+from utils.alignment import GRID_TOL_VOXEL
 from utils.archive_scan import add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
+from utils.lazy_import import lazy_import
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
 from utils.spreadsheet import is_missing
+
+pd = lazy_import("pandas")
 
 __all__ = [
     "DESCRIPTOR_DIR",
