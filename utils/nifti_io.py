@@ -47,6 +47,7 @@ __all__ = [
     "load_header",
     "check_nifti_file",
     "read_volume",
+    "volume_values",
     "read_mask",
     "save_nifti",
     "nifti_stem",
@@ -281,6 +282,27 @@ def read_volume(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.float32]
     return np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged"), dtype=np.float32)
 
 
+def volume_values(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray:
+    """Voxel values of a 3D image, ready to be written as float32 by :func:`save_nifti`.
+
+    The stored array itself (no copy) when it has no scaling and every value
+    is exactly a float32 (int8/16, uint8/16, float32 files): :func:`save_nifti`
+    then converts it slab by slab while writing, so no whole float32 copy is
+    ever made. Otherwise (scaled data, int32, float64 …) the float32 array of
+    :func:`read_volume`.
+
+    Returns
+    -------
+    data : (I, J, K) ndarray
+        Values equal to :func:`read_volume`'s, in a dtype that casts safely to float32.
+    """
+    require_3d(img, path)
+    stored = img.dataobj
+    if isinstance(stored, np.ndarray) and np.can_cast(stored.dtype, np.float32, casting="safe"):
+        return stored
+    return read_volume(img, path)
+
+
 def memory_slabs(shape: tuple[int, ...], order: str, voxels: int = 1 << 22) -> list[tuple[slice, ...]]:
     """Slabs along the slowest-varying axis of an array of ``shape`` and memory ``order`` ('F' or 'C').
 
@@ -372,7 +394,9 @@ def save_nifti(
     path : str or Path
         Destination ``.nii.gz`` (or ``.nii``).
     data : (I, J, K) ndarray
-        Values, already of ``dtype`` (no cast happens here beyond a checked no-op).
+        Values of ``dtype``, or of a dtype that casts to it without changing any value
+        (``np.can_cast(..., casting="safe")``: int16 to float32, say); that cast is
+        done slab by slab while writing, never on the whole array.
     affine : (4, 4) ndarray
         Voxel-to-world matrix written to both sform and qform.
     dtype : dtype
@@ -385,10 +409,10 @@ def save_nifti(
     Raises
     ------
     TypeError
-        ``data`` is not of ``dtype``: casting is the caller's explicit decision.
+        ``data`` would lose values as ``dtype``: such a cast is the caller's explicit decision.
     """
     dtype = np.dtype(dtype)
-    if data.dtype != dtype:
+    if data.dtype != dtype and not np.can_cast(data.dtype, dtype, casting="safe"):
         raise TypeError(f"{path}: data of dtype {data.dtype} given, {dtype} expected; cast explicitly before saving")
     header = nib.Nifti1Header()
     sform_code, qform_code = 1, 1

@@ -24,7 +24,7 @@ import numpy as np
 
 from utils.alignment import GRID_TOL_VOXEL, align_mask_to_volume, qform_sform_mismatch_mm
 from utils.labels import check_labels
-from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
+from utils.nifti_io import load_nifti, read_mask, save_nifti, volume_values
 from utils.sample_info import SampleDir, history_entry, read_info, write_info
 
 __all__ = ["PAIR_STEP", "PairJob", "write_pair"]
@@ -90,7 +90,7 @@ def _compare_copies(job: PairJob, volume_data: np.ndarray, volume_affine: np.nda
     warnings = []
     for dup_volume, dup_mask in job.duplicates:
         for kind, path, ref, ref_affine, reader in (
-            ("volume", dup_volume, volume_data, volume_affine, read_volume),
+            ("volume", dup_volume, volume_data, volume_affine, volume_values),
             ("mask", dup_mask, mask_data, None, read_mask),
         ):
             if path is None or ref is None:
@@ -126,7 +126,7 @@ def write_pair(job: PairJob) -> dict[str, Any]:
             "rebuilding would undo them — pass --overwrite to rebuild it from the archive"
         )
     vol_img = load_nifti(job.volume)
-    volume = read_volume(vol_img, job.volume)
+    volume = volume_values(vol_img, job.volume)  # int16 stays int16: cast to float32 slab by slab when written
     info: dict[str, Any] = {"ID": sample.id, **job.info}
     warnings: list[str] = []
     source: dict[str, Any] = {"volume": str(job.volume), "mask": str(job.mask) if job.mask else None}

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from utils.aliases import Affine, PathLike
 
-__all__ = ["affine_for", "rotation_about", "blob_stack_mask", "ct_like_volume", "mr_like_volume", "write_raw_nifti", "flip_storage"]
+__all__ = ["affine_for", "rotation_about", "blob_stack_mask", "vertebra_column_mask", "ct_like_volume", "mr_like_volume", "write_raw_nifti", "flip_storage"]
 
 _AXIS = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
 
@@ -111,6 +111,56 @@ def blob_stack_mask(
         mask[tuple(p)] = mask[tuple(fg[rng.integers(len(fg))])]
     for _ in range(holes if len(fg) else 0):
         mask[tuple(fg[rng.integers(len(fg))])] = 0
+    return mask
+
+
+def vertebra_column_mask(
+    shape: Sequence[int] = (512, 512, 300), n_labels: int = 24, seed: int = 0, specks: int = 1000, mislabels: int = 300, holes: int = 1000
+) -> npt.NDArray[np.uint8]:
+    """A realistic vertebra mask: uint8 (I, J, K), Fortran order, ``n_labels`` vertebrae stacked along k, with defects.
+
+    Each vertebra: an elliptic body (~40x32 mm at 0.7 mm), an arch around the canal, a spinous and two
+    transverse processes, ~80 % of its k-range (discs between). Defects: ``specks`` 1-4 voxel
+    blobs of a label next to it, ``mislabels`` voxels of a neighbour label inside a body,
+    ``holes`` 1-3 voxel holes.
+    """
+    rng = np.random.default_rng(seed)
+    I, J, K = shape
+    mask = np.zeros(shape, np.uint8, order="F")
+    h, w, left = 150, 190, 60  # in-plane crop of one vertebra; the body centre is ``left`` voxels from its j start
+    ii, jj = np.mgrid[-h // 2 : h // 2, -left : w - left].astype(np.float32)
+    per = K / n_labels
+    for v in range(n_labels):
+        scale = 0.75 + 0.35 * v / n_labels
+        ci, cj = int(I / 2 + 12 * np.sin(v / 3)), int(J / 2 - 30 + 20 * np.cos(v / 5))
+        z0, z1 = int(round(v * per)), int(round((v + 0.8) * per))
+        for z in range(z0, max(z1, z0 + 1)):
+            t = (z - (z0 + z1 - 1) / 2) / max((z1 - z0) / 2, 1)
+            s = scale * (0.85 + 0.15 * np.sqrt(max(1 - t * t, 0)))
+            body = (ii / (28 * s)) ** 2 + (jj / (22 * s)) ** 2 <= 1
+            arch_r = (ii / (22 * s)) ** 2 + ((jj - 40 * s) / (18 * s)) ** 2
+            arch = (arch_r <= 1) & (arch_r >= 0.45)
+            spinous = (np.abs(ii) <= 4 * s) & (jj >= 50 * s) & (jj <= 80 * s)
+            transverse = (np.abs(jj - 30 * s) <= 4 * s) & (np.abs(ii) >= 18 * s) & (np.abs(ii) <= 50 * s)
+            shape2d = body | arch | spinous | transverse
+            sub = mask[ci - h // 2 : ci + h // 2, cj - left : cj + w - left, z]
+            sub[shape2d] = v + 1
+    fg = np.argwhere(mask > 0)
+    for _ in range(specks):  # a small blob of the label a few voxels off its bone
+        p = fg[rng.integers(len(fg))]
+        label = mask[tuple(p)]
+        q = p + np.r_[rng.integers(-25, 26, 2), rng.integers(-2, 3)]
+        q = np.clip(q, 0, np.array(shape) - 2)
+        size = rng.integers(1, 3, 3)
+        size[2] = 1
+        region = mask[q[0] : q[0] + size[0], q[1] : q[1] + size[1], q[2]]
+        region[region == 0] = label
+    for _ in range(mislabels):
+        p = tuple(fg[rng.integers(len(fg))])
+        mask[p] = min(max(int(mask[p]) + int(rng.choice([-1, 1])), 1), n_labels)
+    for _ in range(holes):
+        p = fg[rng.integers(len(fg))]
+        mask[p[0] : p[0] + int(rng.integers(1, 3)), p[1], p[2]] = 0
     return mask
 
 
