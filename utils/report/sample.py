@@ -69,6 +69,8 @@ class SampleRecord:
         Its size.
     window : str
         Display window used.
+    views : dict
+        ``{view name: [x, y, width, height]}`` of each plane in the picture.
     seconds : dict
         ``read`` and ``render`` times.
     """
@@ -88,6 +90,7 @@ class SampleRecord:
     image: str | None = None
     image_bytes: int = 0
     window: str = ""
+    views: dict[str, list[int]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -212,6 +215,8 @@ def stored_voxels(img: Any) -> np.ndarray:
             view = np.ndarray(proxy.shape, dtype=dtype, buffer=buffer, offset=int(proxy.offset), order=proxy.order)
             view.flags.writeable = False
             return view
+    if isinstance(proxy, np.ndarray):  # an image made in memory
+        return proxy
     return np.asanyarray(proxy.get_unscaled())
 
 
@@ -309,6 +314,7 @@ def report_sample(sample: SampleDir, job: SampleJob) -> SampleRecord:
     picture = compose_picture(panels, window, legend, title, panel_px=job.panel_px, note=note)
     record.image = image_path(key)
     record.image_bytes = write_png(job.output_dir / record.image, picture)
+    record.views = {name: list(box) for name, box in picture.boxes.items()}
 
     record.shape = list(shape)
     record.spacing_mm = [float(s) for s in sp]
