@@ -18,13 +18,13 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
+from benchmarks.bench_pipeline_io import timed
 from utils.labels import LabelMap
 from utils.nifti_io import load_nifti, read_mask, save_nifti
 from utils.report.dataset_profile import available_profiles
@@ -47,15 +47,6 @@ def write_sample(folder: Path, sid: str, mask: np.ndarray, affine: np.ndarray) -
     return sample
 
 
-def median_time(func, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -70,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if REAL_MASK.is_file():
         real_img = load_nifti(REAL_MASK)
         cases.append(("real gl003", read_mask(real_img, REAL_MASK), real_img.affine))
-    print(f"| sample | shape | read volume + mask (s) | report work beyond reading (s) | PNG kB |")
+    print("| sample | shape | read volume + mask (s) | report work beyond reading (s) | PNG kB |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -82,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 load_nifti(sample.volume)
                 read_mask(load_nifti(sample.mask), sample.mask)
 
-            t_read = median_time(read, args.repeats)
+            t_read = timed(read, args.repeats)
             renders = [report_sample(sample, job) for _ in range(args.repeats)]
             t_render = statistics.median(r.seconds["render"] for r in renders)
             print(f"| {name} | {'x'.join(map(str, data.shape))} | {t_read:.2f} | {t_render:.2f} | {renders[0].image_bytes / 1000:.0f} |")

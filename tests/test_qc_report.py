@@ -350,7 +350,7 @@ def test_page_lists_every_sample_and_every_picture_it_references_exists(small_da
     parser.feed(page)
     assert len(parser.rows) == 5 and parser.rows.count("error") == 1
     for sid in ("a", "b", "c", "nomask", "broken"):
-        assert re.search(rf"<td title=\"[^\"]*\">{sid}</td>", page), sid
+        assert re.search(rf"<td class=\"id\" title=\"[^\"]*\">{sid}</td>", page), sid
     assert len(parser.images) == 4  # the broken sample has no picture
     for src in parser.images + parser.links:
         assert not re.match(r"^[a-z]+:", src) and (out / src).is_file(), src  # relative, present
@@ -367,6 +367,20 @@ def test_no_mask_and_empty_mask_samples_get_a_picture_and_no_label_statistics(tm
     rc, card = run_report(root, tmp_path / "qc", "--dataset", "nme")
     assert rc == 0 and card["samples"][0]["flags"] == [["empty_mask", "the mask has no foreground voxel"]]
     assert all(r["cases"] == 0 for r in card["labels"]) and card["n_with_mask"] == 1
+
+
+def test_a_mask_on_another_grid_is_an_error_row_naming_the_file(tmp_path):
+    root = tmp_path / "grouped"
+    volume, mask, affine = phantom()
+    folder = write_sample(root, "A/train/shifted", volume, None, affine, subset="train")
+    shifted = affine.copy()
+    shifted[:3, 3] += 5.0
+    save_nifti(folder / "shifted_mask.nii.gz", mask, shifted, dtype=np.uint8)
+    write_sample(root, "A/train/good", volume, mask, affine, subset="train")
+    rc, card = run_report(root, tmp_path / "qc")
+    assert rc == 1
+    errors = {s["id"]: s["error"] for s in card["samples"]}
+    assert errors["good"] is None and "shifted_mask.nii.gz" in errors["shifted"] and "grid" in errors["shifted"]
 
 
 def test_dataset_is_told_from_the_info_yamls_and_options_are_checked(tmp_path, caplog):

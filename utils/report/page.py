@@ -28,7 +28,8 @@ th{background:#f0f0f3;position:sticky;top:0;z-index:1}
 table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[data-dir=asc]::after{content:" \\25B2"}table.sortable th[data-dir=desc]::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-img.thumb{height:110px;display:block;background:#181818}
+img.thumb{height:140px;display:block;background:#181818}
+td.id{white-space:nowrap}
 .flag{display:inline-block;border-radius:3px;padding:0 5px;margin:1px;background:#fde8c8;color:#6b3d00;font-size:12px;white-space:nowrap}
 .flag.error{background:#f8d0d0;color:#7a0000;white-space:normal}
 .steps{font-size:12px;color:#555}
@@ -36,6 +37,7 @@ img.thumb{height:110px;display:block;background:#181818}
 .meta{color:#555}.controls{margin:.5em 0}.controls input[type=search]{width:22em;padding:3px}
 tr.error td{background:#fff4f4}
 .note{color:#555;font-size:12px;max-width:60em}
+.cards{display:flex;flex-wrap:wrap;gap:0 2em;align-items:flex-start}.cards .note{max-width:26em}.cards table{font-size:13px}
 """
 
 _JS = """
@@ -95,7 +97,7 @@ def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, 
         cells.append(f'<td><a href="{src}" target="_blank"><img class="thumb" src="{src}" loading="lazy" alt="{escape(record.id)}"></a></td>')
     else:
         cells.append("<td></td>")
-    cells.append(f'<td title="{escape(record.path)}">{escape(record.id)}</td>')
+    cells.append(f'<td class="id" title="{escape(record.path)}">{escape(record.id)}</td>')
     cells += [f"<td>{escape('' if record.group.get(c) is None else str(record.group.get(c)))}</td>" for c in group_by]
     if record.error:
         cells += ["<td></td>"] * 4
@@ -143,6 +145,7 @@ def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict
         "picture's right; anterior is up in the axial view, superior is up in the coronal and sagittal views, anterior "
         "is left in the sagittal view. Each view passes through the centre of the labelled region. Click a picture to "
         "open it at full size, a column header to sort.</p>",
+        '<div class="cards"><div>',
         "<h2>Dataset summary</h2>",
         _table([*card.group_by, "samples"], [[r.get(c, "") for c in card.group_by] + [r["samples"]] for r in card.summary], num_from=len(card.group_by)),
         "<h2>Resolution details</h2>",
@@ -151,6 +154,7 @@ def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict
             [[s, format_triple(res["spacing_mm"][s]), format_triple(res["size"][s], integers=True)] for s in ("min", "median", "max")],
         ),
         f'<p class="note">Over the {res["n"]} readable samples, along the stored array axes (i, j, k), each axis on its own.</p>',
+        "</div><div>",
         "<h2>Label information statistics</h2>",
         _table(
             ["Label", "Name", "Cases", "Percentage", "Max Volume (cm³)", "Min Volume (cm³)", "Median Volume (cm³)"],
@@ -164,6 +168,7 @@ def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict
         ),
         f'<p class="note">Cases: samples whose mask holds the label; percentage of the {card.n_with_mask} samples with a '
         "mask. Volume = voxel count × voxel volume, over the cases.</p>",
+        "</div></div>",
         "<h2>Samples</h2>",
         '<div class="controls"><input type="search" id="filter" placeholder="filter: ID, subset, label, flag, step…"> '
         '<label><input type="checkbox" id="flagged"> flagged only</label> '
