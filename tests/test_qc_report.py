@@ -442,12 +442,13 @@ def test_label_colours_are_fixed_and_neighbours_differ():
         assert max(c) - min(c) > 100
 
 
-def test_workers_give_the_same_report(small_dataset, tmp_path):
+def test_workers_and_reruns_give_the_same_files(small_dataset, tmp_path):
     run_report(small_dataset, tmp_path / "one")
     run_report(small_dataset, tmp_path / "two", "--workers", "2")
-    one, two = ((tmp_path / d / "dataset_card.md").read_text() for d in ("one", "two"))
-    assert one == two
-    assert ((tmp_path / "one/images/S1/train/a.png").read_bytes() == (tmp_path / "two/images/S1/train/a.png").read_bytes())
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert len(files) == 3 + 4  # index.html, dataset_card.md/.json and the 4 pictures
+    for rel in files:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel
 
 
 # ---------------------------------------------------------------- real data

@@ -99,8 +99,9 @@ class SampleRecord:
         return {lab: n * self.voxel_mm3 for lab, n in self.voxels.items()}
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON types; label keys as strings, volumes added in mm³."""
+        """Plain JSON types; label keys as strings, volumes added in mm³; no timings (re-runs give the same file)."""
         out = asdict(self)
+        del out["seconds"]
         out["voxels"] = {str(k): v for k, v in self.voxels.items()}
         out["volumes_mm3"] = {str(k): v for k, v in self.volumes_mm3.items()}
         return out
@@ -279,12 +280,11 @@ def report_sample(sample: SampleDir, job: SampleJob) -> SampleRecord:
         else:
             mask = read_mask(mask_img, sample.mask)
         if not grids_match(mask.shape, mask_img.affine, vol_img.shape, affine):
-            moved = grid_displacement_mm(vol_img.shape, mask_img.affine, affine) if mask.shape == vol_img.shape else float("nan")
-            raise SampleError(
-                f"{sample.mask}: grid {mask.shape} differs from the volume's {vol_img.shape}"
-                + (f" (voxel centres {moved:.3g} mm apart)" if moved == moved else "")
-                + "; run routine 02 again"
-            )
+            if mask.shape == vol_img.shape:
+                found = f"the same shape, voxel centres up to {grid_displacement_mm(mask.shape, mask_img.affine, affine):.3g} mm apart"
+            else:
+                found = f"shape {mask.shape}, volume {tuple(vol_img.shape)}"
+            raise SampleError(f"{sample.mask}: grid differs from the volume's ({found}); the mask must lie on the volume grid (run routine 02 again)")
     t_read = time.perf_counter()
 
     axes = display_axes(affine)
@@ -330,4 +330,5 @@ def report_sample(sample: SampleDir, job: SampleJob) -> SampleRecord:
         record.flags.append(["empty_mask", "the mask has no foreground voxel"])
     t_end = time.perf_counter()
     record.seconds = {"read": round(t_read - t0, 4), "render": round(t_end - t_read, 4)}
+    logger.debug("%s: read %.3f s, report work %.3f s, picture %d bytes", key, *record.seconds.values(), record.image_bytes)
     return record
