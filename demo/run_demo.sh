@@ -21,6 +21,11 @@ for dataset in verse nme eso; do
   echo "== $dataset: synthetic archive in $out/$dataset/archive"
   "$PYTHON" "$repo/demo/make_demo_archive.py" "$dataset" "$out/$dataset"
   bash "$repo/$dataset/run_pipeline.sh" "$out/$dataset"
+  echo "== $dataset: QC report in $out/$dataset/qc"
+  regions=("$out/$dataset"/descriptor/small_connected_region_*_after_modification_manifest.xlsx)
+  [ -f "${regions[0]}" ] && regions=(--small_region_manifest "${regions[0]}") || regions=()
+  "$PYTHON" "$repo/utils/qc_report.py" --root_dir "$out/$dataset/grouped" --output_dir "$out/$dataset/qc" --dataset "$dataset" \
+    ${regions[@]+"${regions[@]}"} --workers "${WORKERS:-1}"
 done
 
 echo
@@ -31,4 +36,5 @@ for dataset in verse nme eso; do
   echo "  $dataset: grouped samples   $out/$dataset/grouped"
   echo "  $dataset: dataset manifest  $out/$dataset/grouped/dataset_manifest.xlsx"
   echo "  $dataset: split manifests   $out/$dataset/grouped/splits"
+  echo "  $dataset: QC report         $out/$dataset/qc/index.html"
 done

@@ -1,0 +1,146 @@
+"""Dataset QC report: one picture per sample, one offline index.html, the dataset card in Markdown and JSON.
+
+For every sample folder below --root_dir (a folder holding {ID}_info.yaml) the
+three orthogonal planes through the centre of the labelled region are drawn in
+patient orientation (radiological convention: the patient's left on the
+picture's right in the axial and coronal views), windowed for the modality,
+with the mask as a coloured overlay and a legend, into
+--output_dir/images/<sample path>.png. --output_dir/index.html shows the
+dataset summary, the resolution and label tables of the dataset card and one
+sortable, filterable row per sample; dataset_card.md / dataset_card.json hold
+the same tables. A sample that cannot be read gets a row with its error.
+
+  python utils/qc_report.py --root_dir root_dir/grouped --output_dir root_dir/qc
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
+
+from utils.cli import add_common_args, fail, positive_int, run_main, setup_logging
+from utils.report.dataset_profile import GENERIC, ReportProfile, Window, available_profiles, detect_profile
+from utils.sample_info import SampleDir, find_samples, read_info
+
+logger = logging.getLogger("qc_report")
+
+#: Info yamls read to tell the dataset (``--dataset auto``).
+DETECT_SAMPLES = 20
+
+
+def build_parser(datasets: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root_dir", type=Path, required=True, help="grouped dataset folder")
+    parser.add_argument("--output_dir", type=Path, required=True, help="report folder (index.html, dataset_card.md/.json, images/)")
+    parser.add_argument("--dataset", choices=["auto", *datasets], default="auto",
+                        help="dataset profile in descriptors/<dataset>/report.yaml (modality, window, summary columns); "
+                             "auto: told from the info yamls (default)")
+    parser.add_argument("--label_explanation", type=Path,
+                        help="label_map.yaml for the names (default: ROOT_DIR/../descriptor/label_map.yaml if present, "
+                             "else descriptors/<dataset>/label_map.yaml)")
+    parser.add_argument("--small_region_manifest", type=Path,
+                        help="xlsx written by small_connected_region_detect.py: flags samples with small regions")
+    parser.add_argument("--samples", nargs="+", metavar="ID", help="report only these samples (IDs or paths below --root_dir)")
+    win = parser.add_mutually_exclusive_group()
+    win.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"),
+                     help="display window in the volume's units (CT: HU), instead of the dataset's default")
+    win.add_argument("--window_percentiles", nargs=2, type=float, metavar=("PLO", "PHI"),
+                     help="display window from these percentiles of the planes shown (e.g. 1 99.5)")
+    parser.add_argument("--panel_size", type=positive_int, default=256, metavar="PX",
+                        help="picture pixels along the largest physical extent of a sample (default %(default)s)")
+    return add_common_args(parser)  # fmt: skip
+
+
+def _choose_profile(name: str, samples: list[SampleDir], profiles: dict[str, ReportProfile]) -> ReportProfile:
+    if name != "auto":
+        return profiles[name]
+    infos = []
+    for sample in samples[:DETECT_SAMPLES]:
+        try:
+            infos.append(read_info(sample.info))
+        except (OSError, ValueError):
+            continue
+    profile = detect_profile(infos, profiles)
+    if profile is None:
+        logger.warning("the info yamls match no descriptors/*/report.yaml; generic report (percentile window, summary by "
+                       "subset); pass --dataset %s to choose", "|".join(profiles))  # fmt: skip
+        return GENERIC
+    logger.info("dataset: %s (told from the info yamls; --dataset to choose)", profile.dataset)
+    return profile
+
+
+def _label_map_path(args: argparse.Namespace, profile: ReportProfile) -> Path | None:
+    if args.label_explanation is not None:
+        return args.label_explanation
+    installed = args.root_dir.resolve().parent / "descriptor" / "label_map.yaml"
+    return installed if installed.is_file() else profile.label_map
+
+
+def _select(samples: list[SampleDir], wanted: list[str], root_dir: Path) -> list[SampleDir]:
+    from utils.report.sample import sample_key
+
+    chosen = [s for s in samples if s.id in wanted or sample_key(s, root_dir) in wanted]
+    found = {s.id for s in chosen} | {sample_key(s, root_dir) for s in chosen}
+    missing = [w for w in wanted if w not in found]
+    if missing:
+        raise ValueError(f"--samples: no sample folder for {missing} below {root_dir}")
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        profiles = available_profiles()
+    except ValueError as exc:
+        return fail(str(exc))
+    args = build_parser(list(profiles)).parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    from utils.labels import LabelError, LabelMap
+    from utils.mask_qc import threads_per_sample
+    from utils.report.build import build_report, read_small_regions
+
+    try:
+        samples = find_samples(args.root_dir)
+        if args.samples:
+            samples = _select(samples, args.samples, args.root_dir)
+        if not samples:
+            return fail(f"{args.root_dir}: no sample folder ({{ID}}/{{ID}}_info.yaml) found")
+        profile = _choose_profile(args.dataset, samples, profiles)
+        window = profile.window
+        if args.window:
+            window = Window(values=tuple(args.window), name="")
+        elif args.window_percentiles:
+            window = Window(percentiles=tuple(args.window_percentiles), name="percentiles")
+        label_path = _label_map_path(args, profile)
+        label_map = LabelMap.load(label_path) if label_path is not None else None
+        if label_map is None:
+            logger.warning("no label map: the legend shows label values only and no label is flagged as unknown")
+        small = read_small_regions(args.small_region_manifest) if args.small_region_manifest else None
+    except (OSError, ValueError, LabelError) as exc:
+        return fail(str(exc))
+    outputs = build_report(
+        samples,
+        root_dir=args.root_dir,
+        output_dir=args.output_dir,
+        profile=profile,
+        window=window,
+        label_map=label_map,
+        label_map_source=str(label_path or ""),
+        small_regions=small,
+        panel_px=args.panel_size,
+        workers=args.workers,
+        threads=threads_per_sample(args.workers),
+        show_progress=not args.no_pbar,
+    )
+    n_bytes = sum(r.image_bytes for r in outputs.records)
+    n_failed = sum(r.error is not None for r in outputs.records)
+    logger.info("QC report of %d samples (%d pictures, %.1f MB%s): %s", len(outputs.records), len(outputs.records) - n_failed,
+                n_bytes / 1e6, f", {n_failed} samples not readable" if n_failed else "", outputs.index)  # fmt: skip
+    return outputs.run.exit_code() if outputs.run is not None else 0
+
+
+if __name__ == "__main__":
+    run_main(main)
