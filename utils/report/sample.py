@@ -7,7 +7,6 @@ and the JSON need, so the main process never reads an image.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
@@ -190,11 +189,11 @@ def _flags(info: dict[str, Any], key: str, sample_id: str, job: SampleJob, unkno
 
 
 def stored_voxels(img: Any) -> np.ndarray:
-    """The stored (unscaled) voxel array of a NIfTI image, without copying it when its bytes are in memory.
+    """The stored (unscaled) voxel array of a NIfTI image, without a copy for images of :func:`utils.nifti_io.load_nifti`.
 
-    :func:`utils.nifti_io.load_nifti` holds the decompressed file in a ``BytesIO``; the
-    array is then a read-only view of those bytes (copying a 512×512×300 float32
-    volume alone costs 0.1–0.5 s). Any other image is read with nibabel.
+    ``load_nifti`` decompresses an unscaled file straight into the array the image
+    holds, so that array is returned as it is; a scaled image is read through
+    nibabel's proxy without applying the scaling.
 
     Parameters
     ----------
@@ -207,16 +206,7 @@ def stored_voxels(img: Any) -> np.ndarray:
         On-disk dtype (byte order included); slope/intercept not applied.
     """
     proxy = img.dataobj
-    fileobj = getattr(proxy, "file_like", None)
-    if isinstance(fileobj, io.BytesIO) and hasattr(proxy, "offset") and hasattr(proxy, "order"):
-        buffer = fileobj.getbuffer()
-        dtype = np.dtype(proxy.dtype)
-        needed = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * dtype.itemsize
-        if len(buffer) >= needed:
-            view = np.ndarray(proxy.shape, dtype=dtype, buffer=buffer, offset=int(proxy.offset), order=proxy.order)
-            view.flags.writeable = False
-            return view
-    if isinstance(proxy, np.ndarray):  # an image made in memory
+    if isinstance(proxy, np.ndarray):
         return proxy
     return np.asanyarray(proxy.get_unscaled())
 

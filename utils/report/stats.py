@@ -1,9 +1,8 @@
 """Label voxel counts of one mask, and the dataset card's tables over all samples.
 
 Volumes are voxel counts times the voxel volume ``|det(affine[:3, :3])|`` (mm³;
-cm³ = mm³ / 1000 in the tables). No whole-volume int64 or float64 copy is made:
-counts come from a chunked histogram of the uint8 mask in memory order, label
-boxes from :func:`utils.connected_regions.label_boxes`.
+cm³ = mm³ / 1000 in the tables). Counts and boxes come from the shared label
+core :mod:`utils.label_stats` (no whole-volume int64 or float64 copy).
 """
 
 from __future__ import annotations
@@ -64,27 +63,8 @@ class LabelMeasure:
         return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))  # type: ignore[return-value]
 
 
-def _histogram(block: npt.NDArray[np.uint8], voxels_per_chunk: int = 1 << 20) -> npt.NDArray[np.int64]:
-    """Count of each value 0..255 in a uint8 array (any memory layout), in slabs along the last axis.
-
-    ``np.bincount`` casts its input to int64; slabs of about ``voxels_per_chunk`` voxels keep
-    that copy small.
-    """
-    counts = np.zeros(256, dtype=np.int64)
-    plane = max(1, block.shape[0] * block.shape[1])
-    step = max(1, voxels_per_chunk // plane)
-    for k in range(0, block.shape[2], step):
-        counts += np.bincount(block[:, :, k : k + step].ravel(order="K"), minlength=256)
-    return counts
-
-
 def measure_labels(mask: npt.NDArray[np.uint8], affine: Affine, threads: int = 1) -> LabelMeasure:
-    """Voxel count and bounding box of every foreground label of a uint8 mask.
-
-    The one place the report asks the label-statistics core (to be replaced by the
-    shared module of issue 9 without touching the rest of the report). Boxes come
-    from :func:`utils.connected_regions.label_boxes`; voxels are counted inside the
-    foreground's bounding box only (every foreground voxel lies in it).
+    """Voxel count and bounding box of every foreground label of a uint8 mask (:mod:`utils.label_stats`).
 
     Parameters
     ----------
@@ -94,18 +74,13 @@ def measure_labels(mask: npt.NDArray[np.uint8], affine: Affine, threads: int = 1
     threads : int
         Threads for the box scan.
     """
-    from utils.connected_regions import label_boxes, voxel_volume_mm3
+    from utils.label_stats import label_stats, voxel_volume_mm3
 
     if mask.dtype != np.uint8 or mask.ndim != 3:
         raise TypeError(f"3D uint8 mask expected, got {mask.ndim}D {mask.dtype}")
-    boxes = label_boxes(mask, threads=threads)
-    voxel_mm3 = voxel_volume_mm3(affine)
-    if not boxes:
-        return LabelMeasure({}, {}, voxel_mm3)
-    fg = LabelMeasure({}, boxes, voxel_mm3).foreground_box()
-    counts = _histogram(mask[fg])  # type: ignore[index]
-    voxels = {int(v): int(counts[v]) for v in np.flatnonzero(counts) if v != 0}
-    return LabelMeasure(voxels, boxes, voxel_mm3)
+    stats = label_stats(mask)
+    voxels = {v: int(stats.counts[v]) for v in stats.foreground_labels}
+    return LabelMeasure(voxels, stats.boxes(threads=threads), voxel_volume_mm3(affine))
 
 
 def resolution_table(shapes: Sequence[Sequence[int]], spacings: Sequence[Sequence[float]]) -> dict[str, Any]:
