@@ -31,4 +31,5 @@ for dataset in verse nme eso; do
   echo "  $dataset: grouped samples   $out/$dataset/grouped"
   echo "  $dataset: dataset manifest  $out/$dataset/grouped/dataset_manifest.xlsx"
   echo "  $dataset: split manifests   $out/$dataset/grouped/splits"
+  echo "  $dataset: training exports  $out/$dataset/export (nnUNet_raw, monai, satds)"
 done

@@ -70,11 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     if "nnunetv2" in result.status:
         folder = result.folders["nnunetv2"]
-        dataset_id = int(folder.name[7:10])
-        copy = f"cp {folder / 'splits_final.json'} $nnUNet_preprocessed/{folder.name}/; " if (folder / "splits_final.json").is_file() else ""
         logger.info(
-            "next: export nnUNet_raw=%s; nnUNetv2_plan_and_preprocess -d %d --verify_dataset_integrity; %snnUNetv2_train %d 3d_fullres 0",
-            folder.parent, dataset_id, copy, dataset_id,
+            "next: export nnUNet_raw=%s nnUNet_preprocessed=… nnUNet_results=…; nnUNetv2_plan_and_preprocess -d %d --verify_dataset_integrity; "
+            "nnUNetv2_train %d 3d_fullres 0   (planning copies splits_final.json, fold 0 = this split's train/val)",
+            folder.parent, int(folder.name[7:10]), int(folder.name[7:10]),
         )  # fmt: skip
     return result.exit_code()
 

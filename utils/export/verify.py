@@ -25,8 +25,7 @@ import numpy as np
 from utils.alignment import grid_displacement_mm
 from utils.dataset_manifest import SAME_GRID_TOL_MM
 from utils.export.cases import ExportCase
-from utils.labels import present_labels
-from utils.nifti_io import NiftiError, load_header, load_nifti, read_mask, read_volume, require_3d
+from utils.nifti_io import NiftiError, load_header, load_nifti, read_mask, require_3d
 
 __all__ = ["check_pair_geometry", "check_case"]
 
@@ -54,6 +53,24 @@ def check_pair_geometry(volume_img, mask_img, mask_path) -> None:
         raise NiftiError(f"{mask_path}: voxel spacing {zooms_m.tolist()} differs from the volume's {zooms_v.tolist()}")
 
 
+def _labels_present(mask: np.ndarray) -> tuple[int, ...]:
+    """Sorted values of a uint8 mask, counted slab by slab (a whole-volume bincount would cast to int64: 8x the mask)."""
+    counts = np.zeros(256, np.int64)
+    for k in range(mask.shape[-1]):
+        counts += np.bincount(mask[..., k].ravel(order="K"), minlength=256)
+    return tuple(int(v) for v in np.flatnonzero(counts))
+
+
+def _check_finite(img, path) -> None:
+    """Raise ``NiftiError`` when a voxel is NaN or infinite (integer data cannot be; float data are summed
+    in float64, which stays finite for finite float32 values, so no boolean volume is allocated)."""
+    data = np.asanyarray(img.dataobj)
+    if data.dtype.kind != "f" or np.isfinite(np.sum(data, dtype=np.float64)):
+        return
+    bad = sum(int(np.count_nonzero(~np.isfinite(data[..., k]))) for k in range(data.shape[-1]))
+    raise NiftiError(f"{path}: {bad} NaN/inf voxels; finite intensities expected (nnU-Net refuses NaN)")
+
+
 def check_case(case: ExportCase, label_indices: Collection[int], *, headers_only: bool = False) -> tuple[int, ...] | None:
     """Check a case's volume and mask; return the labels present in its mask.
 
@@ -78,11 +95,7 @@ def check_case(case: ExportCase, label_indices: Collection[int], *, headers_only
     volume_img = load_header(case.volume) if headers_only else load_nifti(case.volume)
     require_3d(volume_img, case.volume)
     if not headers_only:
-        data = read_volume(volume_img, case.volume)
-        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-        if bad:
-            raise NiftiError(f"{case.volume}: {bad} NaN/inf voxels; finite intensities expected (nnU-Net refuses NaN)")
-        del data
+        _check_finite(volume_img, case.volume)
     if case.mask is None:
         return None
     mask_img = load_header(case.mask) if headers_only else load_nifti(case.mask)
@@ -91,7 +104,7 @@ def check_case(case: ExportCase, label_indices: Collection[int], *, headers_only
     if headers_only:
         present = tuple(case.valid_labels or ())
     else:
-        present = tuple(present_labels(read_mask(mask_img, case.mask)))
+        present = _labels_present(read_mask(mask_img, case.mask))
         if case.valid_labels is not None and present != tuple(case.valid_labels):
             raise NiftiError(
                 f"{case.mask}: labels {list(present)} differ from the manifest's valid_labels {list(case.valid_labels)}; "
