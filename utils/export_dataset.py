@@ -26,11 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from utils.cli import add_common_args, fail, run_main, setup_logging
+from utils.export import FORMATS
+from utils.export.files import LINK_MODES, ExportConflict
 
 logger = logging.getLogger("export_dataset")
-
-FORMATS = ("nnunetv2", "monai", "satds")
-LINK_MODES = ("hard", "symlink", "copy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose - args.quiet)
-    from utils.export.files import ExportConflict
-    from utils.export.run import export_split
+    from utils.export.run import export_split  # heavy modules (pandas, nibabel) only when exporting
 
     try:
         result = export_split(

@@ -30,7 +30,7 @@ import numpy as np
 
 from utils.atomic import atomic_write_text
 from utils.cli import RunReport, run_per_sample
-from utils.export import monai, nnunet, satds
+from utils.export import FORMATS, monai_datalist, nnunet, satds
 from utils.export.cases import (
     ExportCase,
     LabelPlan,
@@ -50,9 +50,6 @@ from utils.spreadsheet import read_sheet
 __all__ = ["FORMATS", "FileJob", "CaseJob", "ExportResult", "default_label_map", "export_split"]
 
 logger = logging.getLogger(__name__)
-
-FORMATS = ("nnunetv2", "monai", "satds")
-
 
 @dataclass(frozen=True)
 class FileJob:
@@ -280,7 +277,7 @@ def export_split(
             else:
                 logger.warning("split %s has no val (or no train) case with a mask: no splits_final.json, nnU-Net will make its own 5 folds", split_name)
         if "monai" in folders:
-            write_json(folders["monai"].staging / monai.DATALIST_NAME, monai.datalist(descriptor, plan, cases, folders["monai"].final))
+            write_json(folders["monai"].staging / monai_datalist.DATALIST_NAME, monai_datalist.datalist(descriptor, plan, cases, folders["monai"].final))
         if "satds" in folders:
             lines = satds.records(descriptor, plan, cases, folders["satds"].final)
             atomic_write_text(folders["satds"].staging / satds.jsonl_name(descriptor), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
