@@ -444,6 +444,19 @@ def test_symlink_and_copy_modes_give_the_same_content(tmp_path, mode):
     assert run_script(EXPORT, *args, "--link", "hard") == 0  # same content: the existing export is kept
 
 
+def test_workers_and_the_leftovers_of_an_interrupted_export(tmp_path):
+    manifest, _ = make_synthetic(tmp_path, SYNTH)
+    out = tmp_path / "export"
+    stale = out / "monai/.VerSe_s1.staging"
+    stale.mkdir(parents=True)
+    (stale / "junk.json").write_text("{}")
+    args = ["--manifest_file", manifest, "--split_name", "s1", "--output_dir", out, "--dataset", "verse", "--no_pbar"]
+    assert run_script(EXPORT, *args, "--workers", "2") == 0
+    assert sorted(p.name for p in (out / "monai").iterdir()) == ["VerSe_s1"] and not list(out.rglob("junk.json"))
+    assert sorted(p.name for p in (out / "nnUNet_raw/Dataset501_VerSe_s1/imagesTr").iterdir()) == ["a1x_0000.nii.gz", "a2x_0000.nii.gz", "a3x_0000.nii.gz"]
+    assert not list(out.rglob("*.tmp"))
+
+
 def test_hard_link_falls_back_to_a_copy_across_file_systems(tmp_path, monkeypatch):
     src = tmp_path / "a.bin"
     src.write_bytes(b"abc")

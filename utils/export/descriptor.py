@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from utils.sample_info import read_info
 
 __all__ = ["DESCRIPTORS_DIR", "DatasetDescriptor", "available_datasets", "detect_dataset"]
 
@@ -71,12 +71,7 @@ class DatasetDescriptor:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"dataset descriptor not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a YAML mapping was expected")
+        data = read_info(path)  # a YAML mapping; errors name the file
         missing = [k for k in ("name", "nnunet_dataset_id", "channel_names", "modality", "patient_id", "identify_by") if k not in data]
         if missing:
             raise ValueError(f"{path}: missing keys {missing}")

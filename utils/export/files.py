@@ -131,6 +131,13 @@ def _same_file(a: Path, b: Path) -> bool:
     return filecmp.cmp(a, b, shallow=False)
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 def _files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
 
@@ -147,15 +154,13 @@ class StagedFolder:
 
     def start(self) -> Path:
         """Create an empty staging folder (a stale one from an interrupted run is removed)."""
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
+        _remove(self.staging)
         self.staging.mkdir(parents=True)
         return self.staging
 
     def discard(self) -> None:
         """Remove the staging folder (links and copies only; sources are never touched)."""
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
+        _remove(self.staging)
 
     def differences(self) -> list[str]:
         """How the existing final folder differs from the staging folder (empty: identical or absent)."""
@@ -179,11 +184,10 @@ class StagedFolder:
         if not overwrite:
             raise ExportConflict(f"{self.final} exists and differs")
         old = self.final.with_name(f".{self.final.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
+        _remove(old)
         os.rename(self.final, old)
         os.rename(self.staging, self.final)
-        shutil.rmtree(old)
+        _remove(old)
         return "replaced"
 
 

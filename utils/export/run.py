@@ -32,6 +32,7 @@ from utils.atomic import atomic_write_text
 from utils.cli import RunReport, run_per_sample
 from utils.export import FORMATS, monai_datalist, nnunet, satds
 from utils.export.cases import (
+    CASE_ID_RE,
     ExportCase,
     LabelPlan,
     check_label_map_matches_manifest,
@@ -225,6 +226,8 @@ def export_split(
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(f"formats {unknown or formats} unknown; choose from {list(FORMATS)}")
+    if not CASE_ID_RE.match(split_name):
+        raise ValueError(f"split name {split_name!r} becomes part of folder names: use letters, digits, '.', '_', '-'")
     frame = read_sheet(manifest_file, split_name)
     descriptor = DatasetDescriptor.load(DESCRIPTORS_DIR / dataset / "dataset.yaml", dataset) if dataset else detect_dataset(frame.columns)
     label_map_file = Path(label_map_file) if label_map_file is not None else default_label_map(root_dir, descriptor)
