@@ -37,4 +37,5 @@ for dataset in verse nme eso; do
   echo "  $dataset: dataset manifest  $out/$dataset/grouped/dataset_manifest.xlsx"
   echo "  $dataset: split manifests   $out/$dataset/grouped/splits"
   echo "  $dataset: QC report         $out/$dataset/qc/index.html"
+  echo "  $dataset: training exports  $out/$dataset/export (nnUNet_raw, monai, satds)"
 done

@@ -33,4 +33,6 @@ $py "$here/05_make_split.py" --manifest_file "$root_dir/grouped/dataset_manifest
 $py "$here/06_extract_split_index_manifest.py" --manifest_file "$root_dir/grouped/dataset_manifest.xlsx" --split_name split01_TJ --output_index_manifest_dir "$root_dir/grouped/splits/split01_TJ" --subsets train val --subsets train --subsets val --subsets test
 $py "$here/06_extract_split_index_manifest.py" --manifest_file "$root_dir/grouped/dataset_manifest.xlsx" --split_name split02_SYTH --output_index_manifest_dir "$root_dir/grouped/splits/split02_SYTH" --subsets test
 $py "$here/06_extract_split_index_manifest.py" --manifest_file "$root_dir/grouped/dataset_manifest.xlsx" --split_name split03_XY --output_index_manifest_dir "$root_dir/grouped/splits/split03_XY" --subsets test
-echo "ESO pipeline done: manifests in $root_dir/descriptor and $root_dir/grouped, samples in $root_dir/grouped, splits in $root_dir/grouped/splits"
+# Export the standard split for training: nnU-Net v2, MONAI, SAT-DS (utils/export_dataset.py)
+$py "$repo/utils/export_dataset.py" --manifest_file "$root_dir/grouped/dataset_manifest.xlsx" --split_name split01_TJ --output_dir "$root_dir/export" "${w[@]}"
+echo "ESO pipeline done: manifests in $root_dir/descriptor and $root_dir/grouped, samples in $root_dir/grouped, splits in $root_dir/grouped/splits, training exports in $root_dir/export"

@@ -31,8 +31,10 @@ $py "$here/06_extract_split_index_manifest.py" --manifest_file "$manifest" --spl
 $py "$here/06_extract_split_index_manifest.py" --manifest_file "$manifest" --split_name split05_External --output_index_manifest_dir "$root_dir/grouped/splits/split05_External" --subsets test
 $py "$here/06_extract_split_index_manifest.py" --manifest_file "$manifest" --split_name split06_Whole --output_index_manifest_dir "$root_dir/grouped/splits/split06_Whole" --subsets train val --subsets train --subsets val --subsets test
 $py "$here/06_extract_split_index_manifest.py" --manifest_file "$manifest" --split_name split07_Mix --output_index_manifest_dir "$root_dir/grouped/splits/split07_Mix" --subsets train val --subsets train --subsets val --subsets test
+# Export the standard split for training: nnU-Net v2, MONAI, SAT-DS (utils/export_dataset.py)
+$py "$(dirname "$here")/utils/export_dataset.py" --manifest_file "$manifest" --split_name split01_Tongji --output_dir "$root_dir/export" "${w[@]}"
 if [ "$rc02" -ne 0 ]; then
   echo "NME pipeline finished WITHOUT the archive samples routine 02 could not pair or write (see its summary above)" >&2
   exit 1
 fi
-echo "NME pipeline done: manifests in $root_dir/descriptor and $root_dir/grouped, samples in $root_dir/grouped, splits in $root_dir/grouped/splits"
+echo "NME pipeline done: manifests in $root_dir/descriptor and $root_dir/grouped, samples in $root_dir/grouped, splits in $root_dir/grouped/splits, training exports in $root_dir/export"

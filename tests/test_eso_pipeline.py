@@ -544,6 +544,7 @@ def test_run_pipeline_script_and_demo_maker(tmp_path):
     result = subprocess.run(["bash", str(REPO / "eso/run_pipeline.sh"), str(root)], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ESO pipeline done" in result.stdout
+    assert (root / "export/nnUNet_raw/Dataset503_ESO_split01_TJ/dataset.json").is_file()  # the standard split's export
     assert "Traceback" not in result.stderr
     for name in ("split01_TJ/split01_TJ_train_val.xlsx", "split01_TJ/split01_TJ_train.xlsx", "split01_TJ/split01_TJ_val.xlsx",
                  "split01_TJ/split01_TJ_test.xlsx", "split02_SYTH/split02_SYTH_test.xlsx", "split03_XY/split03_XY_test.xlsx"):  # fmt: skip

@@ -45,6 +45,9 @@ TUTORIAL = """
 06_extract_split_index_manifest.py --manifest_file root_dir/grouped/dataset_manifest.xlsx --split_name split07_Mix --output_index_manifest_dir root_dir/grouped/splits/split07_Mix --subsets train val --subsets train --subsets val --subsets test
 """.strip().splitlines()
 
+#: The pipeline script's last command: the export of the standard split (utils/export_dataset.py).
+EXPORT_CALL = "utils/export_dataset.py --manifest_file root_dir/grouped/dataset_manifest.xlsx --split_name split01_Tongji --output_dir root_dir/export"
+
 #: Index manifests of the tutorial's final tree.
 INDEX_FILES = {
     "split01_Tongji": ["train_val", "train", "val", "test"],
@@ -91,7 +94,7 @@ def _run_pipeline_script(tmp_path: Path, rc02: int) -> tuple[subprocess.Complete
     fake.write_text(f'#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\ncase "$1" in *02_confirm_pairs.py) exit {rc02};; esac\n')
     fake.chmod(0o755)
     result = subprocess.run(["bash", str(REPO / "nme/run_pipeline.sh"), "root_dir"], env={**os.environ, "PYTHON": str(fake)}, capture_output=True, text=True)
-    calls = [ln.replace(f"{REPO}/nme/", "").replace(" --workers 1", "") for ln in (tmp_path / "calls").read_text().splitlines()]
+    calls = [ln.replace(f"{REPO}/nme/", "").replace(f"{REPO}/", "").replace(" --workers 1", "") for ln in (tmp_path / "calls").read_text().splitlines()]
     return result, calls
 
 
@@ -101,13 +104,13 @@ def test_tutorial_commands_are_the_spec_and_the_pipeline_script(tmp_path):
         assert [ln[len("python ") :] for ln in spec.read_text().splitlines() if ln.startswith("python 0")] == TUTORIAL
     result, calls = _run_pipeline_script(tmp_path, 0)
     assert result.returncode == 0, result.stderr
-    assert calls == TUTORIAL
+    assert calls == TUTORIAL + [EXPORT_CALL]
 
 
-@pytest.mark.parametrize("rc02, calls_made, rc", [(1, len(TUTORIAL), 1), (2, 2, 2)])
+@pytest.mark.parametrize("rc02, calls_made, rc", [(1, len(TUTORIAL) + 1, 1), (2, 2, 2)])
 def test_pipeline_script_goes_on_after_unpaired_samples_only(tmp_path, rc02, calls_made, rc):
     result, calls = _run_pipeline_script(tmp_path, rc02)
-    assert result.returncode == rc and calls == TUTORIAL[:calls_made]
+    assert result.returncode == rc and calls == (TUTORIAL + [EXPORT_CALL])[:calls_made]
     assert rc02 == 2 or "WITHOUT the archive samples routine 02 could not pair" in result.stderr
 
 

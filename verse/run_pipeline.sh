@@ -25,4 +25,6 @@ $py "$here/06_make_split.py" --manifest_file "$root_dir/grouped/dataset_manifest
 for split in split01_standard split02_verse19 split03_verse20; do
   $py "$here/07_extract_split_index_manifest.py" --manifest_file "$root_dir/grouped/dataset_manifest.xlsx" --split_name "$split" --output_index_manifest_dir "$root_dir/grouped/splits/$split" --subsets train val --subsets train --subsets val --subsets test
 done
-echo "VerSe pipeline done: manifests in $root_dir/descriptor and $root_dir/grouped, samples in $root_dir/grouped, splits in $root_dir/grouped/splits"
+# Export the standard split for training: nnU-Net v2, MONAI, SAT-DS (utils/export_dataset.py)
+$py "$repo/utils/export_dataset.py" --manifest_file "$root_dir/grouped/dataset_manifest.xlsx" --split_name split01_standard --output_dir "$root_dir/export" "${w[@]}"
+echo "VerSe pipeline done: manifests in $root_dir/descriptor and $root_dir/grouped, samples in $root_dir/grouped, splits in $root_dir/grouped/splits, training exports in $root_dir/export"

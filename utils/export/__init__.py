@@ -1,0 +1,16 @@
+"""Exports of a split of the clean dataset to the training frameworks.
+
+- :mod:`utils.export.descriptor` — dataset-level facts (``descriptors/<dataset>/dataset.yaml``)
+- :mod:`utils.export.cases` — the split's samples as export cases, patient and label checks
+- :mod:`utils.export.verify` — per-case check of the source files (what nnU-Net will check, earlier)
+- :mod:`utils.export.files` — hard links / symlinks / copies, JSON, staged folders committed atomically
+- :mod:`utils.export.nnunet` — nnU-Net v2 raw dataset (``Dataset{ID}_{name}``, ``dataset.json``, ``splits_final.json``)
+- :mod:`utils.export.monai_datalist` — MONAI Decathlon-style datalist
+- :mod:`utils.export.satds` — SAT-DS jsonl
+- :mod:`utils.export.run` — the whole export of one split (``utils/export_dataset.py``)
+
+Only this file and :mod:`utils.export.files` are imported by ``utils/export_dataset.py --help``: keep them light.
+"""
+
+#: The export formats, in the order they are written.
+FORMATS = ("nnunetv2", "monai", "satds")

@@ -1,0 +1,295 @@
+"""Export one split of a grouped dataset to nnU-Net v2, MONAI and/or SAT-DS (``utils/export_dataset.py``).
+
+Order of work, so that a problem stops the export before anything is written:
+
+1. read the split worksheet, find the dataset descriptor and the label map
+   (it must match the manifest's binary-mask columns), build the cases;
+2. refuse a split where a patient has scans in two of train/val/test (unless
+   ``allow_patient_overlap``), a format that would get no usable case, or an
+   nnU-Net dataset id already used by another folder;
+3. per case, in ``workers`` processes: check the source files
+   (:func:`utils.export.verify.check_case`) and place the files of the
+   formats' staging folders (hard link / symlink / copy; renumbered masks when
+   the label map has gaps);
+4. write the JSON files, then commit every format folder at once
+   (:func:`utils.export.files.commit_folders`): identical existing exports are
+   kept, differing ones refused unless ``overwrite``.
+
+A failing case leaves every existing export as it was and writes nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from utils.atomic import atomic_write_text
+from utils.cli import RunReport, run_per_sample
+from utils.export import FORMATS, monai_datalist, nnunet, satds
+from utils.export.cases import (
+    CASE_ID_RE,
+    ExportCase,
+    LabelPlan,
+    check_label_map_matches_manifest,
+    format_overlaps,
+    patient_overlaps,
+    read_split_cases,
+)
+from utils.export.descriptor import DESCRIPTORS_DIR, DatasetDescriptor, detect_dataset
+from utils.export.files import StagedFolder, commit_folders, place_file, write_json
+from utils.export.verify import check_case
+from utils.labels import LabelMap, remap_labels
+from utils.nifti_io import load_nifti, read_mask, save_nifti
+from utils.splits import SUBSETS
+from utils.spreadsheet import read_sheet
+
+__all__ = ["FORMATS", "FileJob", "CaseJob", "ExportResult", "default_label_map", "export_split"]
+
+logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class FileJob:
+    """One file to place: ``src`` linked/copied to ``dst``, or its labels renumbered by ``remap``."""
+
+    src: Path
+    dst: Path
+    remap: tuple[tuple[int, int], ...] | None = None
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """A case and the files it contributes to the staging folders."""
+
+    case: ExportCase
+    files: tuple[FileJob, ...]
+
+
+@dataclass
+class ExportResult:
+    """What an export did.
+
+    Attributes
+    ----------
+    report : RunReport
+        Per-case outcome (errors mean nothing was written).
+    folders : dict of str to Path
+        Format -> final folder.
+    status : dict of str to str
+        Format -> ``written`` / ``unchanged`` / ``replaced`` (empty when nothing was committed).
+    """
+
+    report: RunReport
+    folders: dict[str, Path] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+
+    def exit_code(self) -> int:
+        return self.report.exit_code()
+
+
+def write_remapped_mask(src: Path, dst: Path, remap: tuple[tuple[int, int], ...]) -> None:
+    """Write ``src``'s mask with its labels renumbered (uint8, same grid and header codes)."""
+    img = load_nifti(src)
+    data = remap_labels(read_mask(img, src), dict(remap))
+    save_nifti(dst, data, img.affine, dtype=np.uint8, template=img)
+
+
+def _run_case(job: CaseJob, *, label_indices: tuple[int, ...], headers_only: bool, link: str) -> dict[str, object]:
+    """Check one case and place its files (runs in worker processes)."""
+    labels = check_case(job.case, label_indices, headers_only=headers_only)
+    modes = set()
+    for f in job.files:
+        if f.remap:
+            write_remapped_mask(f.src, f.dst, f.remap)
+            modes.add("renumbered")
+        else:
+            modes.add(place_file(f.src, f.dst, link))
+    return {"labels": labels, "modes": sorted(modes)}
+
+
+def default_label_map(root_dir: Path, descriptor: DatasetDescriptor) -> Path:
+    """``root_dir/../descriptor/label_map.yaml`` (the copy the routines used) when present, else the descriptor's."""
+    installed = Path(root_dir).resolve().parent / "descriptor" / "label_map.yaml"
+    return installed if installed.is_file() else DESCRIPTORS_DIR / descriptor.key / "label_map.yaml"
+
+
+def _check_formats(formats: list[str], cases: list[ExportCase], split_name: str) -> None:
+    if "nnunetv2" in formats and not any(c.trainable for c in cases):
+        raise ValueError(
+            f"split {split_name!r} has no train or val sample with a mask: an nnU-Net dataset needs training cases "
+            f"(export a test-only split as monai/satds)"
+        )
+    if "satds" in formats and not any(c.mask is not None for c in cases):
+        raise ValueError(f"split {split_name!r} has no sample with a mask: SAT-DS lists image-mask pairs only")
+
+
+def _plan_jobs(cases: list[ExportCase], folders: dict[str, StagedFolder], plan: LabelPlan) -> list[CaseJob]:
+    jobs = []
+    for case in cases:
+        files: list[FileJob] = []
+        if "nnunetv2" in folders:
+            for src, rel, is_label in nnunet.case_files(case):
+                files.append(FileJob(src, folders["nnunetv2"].staging / rel, plan.remap if is_label else None))
+        if "satds" in folders and plan.remap and case.mask is not None:
+            files.append(FileJob(case.mask, folders["satds"].staging / satds.remapped_mask(case), plan.remap))
+        jobs.append(CaseJob(case, tuple(files)))
+    return jobs
+
+
+def _warn_about(cases: list[ExportCase], plan: LabelPlan, report: RunReport, link: str, formats: list[str]) -> None:
+    left_out = [c.case_id for c in cases if c.subset != "test" and c.mask is None]
+    if left_out:
+        logger.warning("%d train/val sample(s) without a mask cannot be training cases and are left out of every export: %s", len(left_out), ", ".join(left_out))
+    no_mask_test = [c.case_id for c in cases if c.subset == "test" and c.mask is None]
+    if no_mask_test:
+        logger.info("%d test sample(s) without a mask: image only (nnU-Net imagesTs, MONAI test), not in SAT-DS: %s", len(no_mask_test), ", ".join(no_mask_test))
+    seen: set[int] = set()
+    for case in cases:
+        result = report.results.get(case.case_id) or {}
+        if case.trainable and result.get("labels"):
+            seen.update(result["labels"])
+    absent = [f"{lab.index} {lab.short}" for lab in plan.labels if lab.index not in seen]
+    if absent:
+        logger.warning("label(s) of the label map present in no training case (still declared in every export, never dropped): %s", ", ".join(absent))
+    modes = {m for r in report.results.values() for m in r["modes"]}
+    if link == "hard" and "copy" in modes:
+        logger.warning("hard links are not possible between the dataset and the output folder here: files were copied")
+    if plan.remap:
+        logger.warning("label map indices are not consecutive; nnU-Net and SAT-DS masks are renumbered %s (recorded in dataset.json / the jsonl labels); MONAI keeps the original values", plan.remap_record())
+    logger.debug("formats %s, link modes used %s", formats, sorted(modes))
+
+
+def export_split(
+    manifest_file: Path,
+    split_name: str,
+    formats: list[str],
+    output_dir: Path,
+    *,
+    root_dir: Path | None = None,
+    dataset: str | None = None,
+    label_map_file: Path | None = None,
+    dataset_id: int | None = None,
+    link: str = "hard",
+    overwrite: bool = False,
+    headers_only: bool = False,
+    allow_patient_overlap: bool = False,
+    workers: int = 1,
+    show_progress: bool = True,
+) -> ExportResult:
+    """Export the samples of one split worksheet.
+
+    Parameters
+    ----------
+    manifest_file : Path
+        ``dataset_manifest.xlsx`` holding the split sheet.
+    split_name : str
+        Split sheet, e.g. ``split01_standard``.
+    formats : list of str
+        Any of ``nnunetv2``, ``monai``, ``satds``.
+    output_dir : Path
+        Receives ``nnUNet_raw/Dataset…/``, ``monai/{name}_{split}/``, ``satds/{name}_{split}/``.
+    root_dir : Path, optional
+        Folder the manifest's paths are relative to (default: the manifest's folder).
+    dataset : str, optional
+        ``descriptors/<dataset>`` (default: detected from the manifest columns).
+    label_map_file : Path, optional
+        Default: :func:`default_label_map`.
+    dataset_id : int, optional
+        nnU-Net dataset id (default: the descriptor's).
+    link : {'hard', 'symlink', 'copy'}
+    overwrite : bool
+        Replace existing exports that differ.
+    headers_only : bool
+        Check headers only (see :mod:`utils.export.verify`).
+    allow_patient_overlap : bool
+        Export a split where a patient has scans in several subsets (warned about).
+    workers : int
+    show_progress : bool
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    ValueError, OSError
+        A problem with the inputs as a whole (one line; nothing was written).
+    ExportConflict
+        An existing export differs and ``overwrite`` is False (nothing was written).
+    """
+    manifest_file, output_dir = Path(manifest_file), Path(output_dir)
+    root_dir = Path(root_dir) if root_dir is not None else manifest_file.parent
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"formats {unknown or formats} unknown; choose from {list(FORMATS)}")
+    if not CASE_ID_RE.match(split_name):
+        raise ValueError(f"split name {split_name!r} becomes part of folder names: use letters, digits, '.', '_', '-'")
+    frame = read_sheet(manifest_file, split_name)
+    descriptor = DatasetDescriptor.load(DESCRIPTORS_DIR / dataset / "dataset.yaml", dataset) if dataset else detect_dataset(frame.columns)
+    label_map_file = Path(label_map_file) if label_map_file is not None else default_label_map(root_dir, descriptor)
+    label_map = LabelMap.load(label_map_file)
+    check_label_map_matches_manifest(label_map, list(frame.columns), str(manifest_file))
+    plan = LabelPlan.from_label_map(label_map)
+    cases = read_split_cases(frame, manifest_file, split_name, descriptor, root_dir, label_map)
+    overlaps = patient_overlaps(cases)
+    if overlaps:
+        message = f"split {split_name!r}: {len(overlaps)} patient(s) have scans in more than one subset: {format_overlaps(overlaps)}"
+        if not allow_patient_overlap:
+            raise ValueError(f"{message}; a patient's scans must share a subset (--allow_patient_overlap exports anyway)")
+        logger.warning("%s (exported anyway: --allow_patient_overlap)", message)
+    cases.sort(key=lambda c: (SUBSETS.index(c.subset), c.case_id))
+    _check_formats(formats, cases, split_name)
+    logger.info(
+        "dataset %s, split %s: %s; label map %s", descriptor.name, split_name,
+        ", ".join(f"{s} {sum(c.subset == s for c in cases)}" for s in SUBSETS), label_map_file,
+    )  # fmt: skip
+
+    name = f"{descriptor.name}_{split_name}"
+    folders: dict[str, StagedFolder] = {}
+    if "nnunetv2" in formats:
+        dataset_id = descriptor.nnunet_dataset_id if dataset_id is None else int(dataset_id)
+        folder_name = nnunet.dataset_folder_name(dataset_id, descriptor.name, split_name)
+        nnunet.check_dataset_id_free(output_dir / "nnUNet_raw", dataset_id, folder_name)
+        folders["nnunetv2"] = StagedFolder(output_dir / "nnUNet_raw" / folder_name)
+    if "monai" in formats:
+        folders["monai"] = StagedFolder(output_dir / "monai" / name)
+    if "satds" in formats:
+        folders["satds"] = StagedFolder(output_dir / "satds" / name)
+    result = ExportResult(RunReport("export"), {f: s.final for f, s in folders.items()})
+    try:
+        for folder in folders.values():
+            folder.start()
+        work = functools.partial(_run_case, label_indices=label_map.indices, headers_only=headers_only, link=link)
+        jobs = _plan_jobs(cases, folders, plan)
+        result.report = run_per_sample(jobs, work, desc="export", workers=workers, key=lambda j: j.case.case_id, show_progress=show_progress)
+        if result.report.errors:
+            logger.error("nothing was exported: %d sample(s) failed the checks", len(result.report.errors))
+            return result
+        _warn_about(cases, plan, result.report, link, formats)
+        source = {"manifest": str(manifest_file.resolve()), "label_map": str(label_map_file.resolve())}
+        if "nnunetv2" in folders:
+            staging = folders["nnunetv2"].staging
+            write_json(staging / "dataset.json", nnunet.dataset_json(descriptor, plan, cases, split_name, source))
+            folds = nnunet.splits_final(cases)
+            if folds:
+                write_json(staging / "splits_final.json", folds)
+            else:
+                logger.warning("split %s has no val (or no train) case with a mask: no splits_final.json, nnU-Net will make its own 5 folds", split_name)
+        if "monai" in folders:
+            write_json(folders["monai"].staging / monai_datalist.DATALIST_NAME, monai_datalist.datalist(descriptor, plan, cases, folders["monai"].final))
+        if "satds" in folders:
+            lines = satds.records(descriptor, plan, cases, folders["satds"].final)
+            atomic_write_text(folders["satds"].staging / satds.jsonl_name(descriptor), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
+            write_json(folders["satds"].staging / "split.json", satds.split_json(cases))
+        status = commit_folders(list(folders.values()), overwrite)
+        result.status = {fmt: status[folder.final] for fmt, folder in folders.items()}
+    finally:
+        for folder in folders.values():
+            folder.discard()
+    for fmt, folder in folders.items():
+        logger.info("%s export %s: %s", fmt, result.status[fmt], folder.final)
+    return result
