@@ -142,11 +142,13 @@ def test_interrupted_write_keeps_old_file_and_leaves_no_temporary(tmp_path, monk
     old = _labels(seed=1)
     save_nifti(path, old, PIR, dtype=np.uint8)
 
-    def write_half_then_interrupt(self, file_map, *args, **kwargs):
-        file_map["image"].fileobj.write(b"\0" * 1000)  # a partial file is on disk
+    import utils.nifti_io
+
+    def write_half_then_interrupt(fh, *args, **kwargs):
+        fh.write(b"\0" * 1000)  # a partial file is on disk
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nib.Nifti1Image, "to_file_map", write_half_then_interrupt)
+    monkeypatch.setattr(utils.nifti_io, "_write_image", write_half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         save_nifti(path, _labels(seed=2), PIR, dtype=np.uint8)
     monkeypatch.undo()
@@ -223,3 +225,33 @@ def test_identical_images_give_identical_files(tmp_path):
     save_nifti(tmp_path / "a.nii.gz", data, PIR, dtype=np.uint8)
     save_nifti(tmp_path / "b.nii.gz", data, PIR, dtype=np.uint8)
     assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "make, dtype",
+    [
+        (lambda r: np.asfortranarray(r.integers(-1000, 2000, (30, 40, 50)).astype(np.int16)), np.float32),  # cast while writing
+        (lambda r: r.integers(0, 5, (30, 40, 50)).astype(np.uint8), np.uint8),  # C order
+        (lambda r: np.asfortranarray(r.integers(0, 5, (30, 40, 50)).astype(np.uint8)), np.uint8),
+        (lambda r: np.asfortranarray(r.normal(size=(7, 9, 11)).astype(np.float32))[:, ::-1, :], np.float32),  # strided
+    ],
+)
+def test_streamed_writer_gives_nibabels_bytes(make, dtype, tmp_path):
+    import io
+
+    data = make(np.random.default_rng(0))
+    save_nifti(tmp_path / "a.nii.gz", data, PIR, dtype=dtype, descrip="x")
+    ref = nib.Nifti1Image(data.astype(dtype), PIR)
+    ref.set_sform(PIR, code=1)
+    ref.set_qform(PIR, code=1)
+    ref.header.set_slope_inter(1.0, 0.0)
+    ref.header.set_xyzt_units("mm", "sec")
+    ref.header["descrip"] = b"x"
+    expected = io.BytesIO()
+    ref.to_file_map({"image": nib.FileHolder(fileobj=expected)})
+    assert gzip.decompress((tmp_path / "a.nii.gz").read_bytes()) == expected.getvalue()
+
+
+def test_lossy_cast_is_refused():
+    with pytest.raises(TypeError, match="int32 given, float32 expected"):
+        save_nifti("/nonexistent/x.nii.gz", np.zeros((2, 2, 2), np.int32), PIR, dtype=np.float32)

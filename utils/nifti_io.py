@@ -432,15 +432,34 @@ def save_nifti(
     img.header.set_slope_inter(1.0, 0.0)
     if descrip:
         img.header["descrip"] = descrip.encode("latin-1", "replace")[:79]
-    # Stream header and data through the gzip writer: no in-memory copy of the file. A
-    # Fortran-ordered array (as read from NIfTI) is written without a transposing copy.
-    # The gzip header carries no file name and mtime 0, so identical images give identical files.
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
         if str(path).endswith(".gz"):
+            # The gzip header carries no file name and mtime 0, so identical images give identical files.
             with _gzip.GzipFile(filename="", mode="wb", compresslevel=_GZIP_LEVEL, fileobj=raw, mtime=0) as fh:
-                img.to_file_map({"image": nib.FileHolder(fileobj=fh)})
+                _write_image(fh, img, data, dtype)
         else:
-            img.to_file_map({"image": nib.FileHolder(fileobj=raw)})
+            _write_image(raw, img, data, dtype)
+
+
+def _write_image(fh, img: nib.Nifti1Image, data: npt.NDArray, dtype: np.dtype) -> None:
+    """Stream header and voxels to ``fh``, slab by slab in Fortran order: no copy of the file or the volume.
+
+    The header is nibabel's, byte for byte as ``to_file_map`` writes it; each slab of
+    the slowest file axis is written from the array's own memory when it is Fortran-ordered
+    and of ``dtype``, else cast or reordered one slab at a time.
+    """
+    img.update_header()
+    header = img.header
+    head = io.BytesIO()
+    header.write_to(head)  # the 348-byte header and the extension block
+    fh.write(head.getvalue().ljust(int(header.get_data_offset()), b"\x00"))
+    ordered = data.T  # file order (Fortran) as a C-ordered view when ``data`` is Fortran-ordered
+    out = np.dtype(dtype).newbyteorder(header.endianness)
+    for slab in memory_slabs(ordered.shape, "C"):
+        chunk = ordered[slab]
+        if chunk.dtype != out or not chunk.flags.c_contiguous:
+            chunk = np.ascontiguousarray(chunk, dtype=out)
+        fh.write(memoryview(chunk).cast("B"))
 
 
 def header_descrip(img: nib.Nifti1Image) -> str:
