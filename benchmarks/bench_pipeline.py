@@ -473,10 +473,9 @@ def build_states(base: Path, subjects: list[str], mask: np.ndarray, affine: np.n
     return states
 
 
-def bench_sample(label: str, mask: np.ndarray, affine: np.ndarray, tmp: Path, repeats: int, naive: bool) -> list[str]:
+def bench_sample(label: str, mask: np.ndarray, affine: np.ndarray, tmp: Path, repeats: int, naive: bool, keys: tuple[str, ...]) -> list[str]:
     base = tmp / label
     base.mkdir()
-    keys = tuple(r.key for r in ROUTINES)
     states = build_states(base, ["bench000"], mask, affine, keys)
     volume_mb = mask.size * 4 / 2**20
     lines = []
@@ -535,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="fresh-process runs per measurement (median; default 3)")
     parser.add_argument("--quick", action="store_true", help="1 run per measurement, naive morphology on 16 slices, 4 scans in the sweep")
     parser.add_argument("--scans", type=int, default=None, help="scans in the workers sweep (default 4 x cores, at least 8; --quick: 4)")
+    parser.add_argument("--routines", nargs="+", choices=[r.key for r in ROUTINES], help="only these routines (default: all)")
+    parser.add_argument("--no_real", action="store_true", help="skip the real gl003 mask")
     parser.add_argument("--no_naive", action="store_true", help="skip the naive routes")
     parser.add_argument("--no_sweep", action="store_true", help="skip the workers sweep")
     parser.add_argument("--naive_slices", type=int, default=60, help="slices of the naive morphology, extrapolated (0: all)")
@@ -553,14 +554,15 @@ def main(argv: list[str] | None = None) -> int:
     n_scans = args.scans or (4 if args.quick else max(8, 4 * cores))
     workers = sorted({1, *[w for w in (2, 4, 8, 16, 32, 64) if w <= cores], cores})
     samples = [("synthetic", *bench_mask())]
-    if REAL_MASK.is_file():
+    keys = tuple(args.routines or (r.key for r in ROUTINES))
+    if REAL_MASK.is_file() and not args.no_real:
         img = load_nifti(REAL_MASK)
         samples.append(("real gl003", read_mask(img, REAL_MASK), img.affine))
     t0 = time.perf_counter()
     table, sweep_lines = [], []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         for label, mask, affine in samples:
-            table += bench_sample(label, mask, affine, Path(tmp), repeats, not args.no_naive)
+            table += bench_sample(label, mask, affine, Path(tmp), repeats, not args.no_naive, keys)
         if not args.no_sweep:
             sweep_lines = sweep(Path(tmp), samples[0][1], samples[0][2], n_scans, workers)
     print(f"Pipeline benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} {cores} cores ({platform.processor() or platform.platform()}), "
