@@ -14,6 +14,7 @@ import pandas as pd
 
 from utils.metadata_sheets import canonical_id
 from utils.splits import SUBSETS, grouped_random_split
+from utils.spreadsheet import require_columns
 
 __all__ = ["group_key", "site_split"]
 
@@ -53,9 +54,7 @@ def site_split(
         Missing columns, no row of that site (the message lists the sites
         present), a row without pid, a ratio outside [0, 1].
     """
-    missing = [c for c in ("ID", "site", "pid") if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"dataset manifest lacks column(s) {missing}; regenerate it with routine 04")
+    require_columns(manifest, ("ID", "site", "pid"), "regenerate it with routine 04")
     rows = manifest[manifest["site"].astype(str) == site]
     if rows.empty:
         present = sorted({str(s) for s in manifest["site"].dropna()})

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from utils.splits import grouped_random_split
+from utils.spreadsheet import require_columns
 
 __all__ = ["predefined_split", "cross_site_split"]
 
@@ -20,9 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def _require_columns(manifest: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"dataset manifest lacks column(s) {missing}; regenerate it with routine 04")
+    require_columns(manifest, columns, "regenerate it with routine 04")
 
 
 def predefined_split(manifest: pd.DataFrame, sites: Sequence[str], collections: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:

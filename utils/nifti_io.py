@@ -44,6 +44,7 @@ __all__ = [
     "load_header",
     "read_volume",
     "read_mask",
+    "require_finite",
     "save_nifti",
     "nifti_stem",
 ]
@@ -77,6 +78,8 @@ def _decompressed_bytes(path: Path) -> bytes:
         raw = path.read_bytes()
     except OSError as exc:
         raise NiftiError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    if not raw:
+        raise NiftiError(f"{path}: file is empty (0 bytes); a NIfTI image was expected")
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = _gzip.decompress(raw)
@@ -145,6 +148,25 @@ def require_3d(img: nib.Nifti1Image, path: PathLike) -> None:
     """Raise :class:`NiftiError` unless ``img`` is 3D (a trailing singleton 4th axis is not accepted)."""
     if len(img.shape) != 3:
         raise NiftiError(f"{path}: image has shape {tuple(img.shape)}, a 3D image was expected")
+
+
+def require_finite(data: npt.NDArray, path: PathLike, what: str = "volume") -> None:
+    """Raise :class:`NiftiError` when a float array holds NaN or ±Inf (count and first voxel in the message).
+
+    NaN/Inf voxels are refused rather than replaced: any replacement value would
+    be a guess, every intensity statistic (mean, percentiles) of the image would
+    become NaN, and nnU-Net's dataset integrity check rejects such images.
+    """
+    if data.dtype.kind != "f" or np.isfinite(data.sum(dtype=np.float64)):  # one pass; a float64 sum of finite float32 values stays finite
+        return
+    bad = ~np.isfinite(data)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        n_nan = int(np.isnan(data[bad]).sum())
+        raise NiftiError(
+            f"{path}: {what} holds {int(bad.sum())} non-finite voxels ({n_nan} NaN, {int(bad.sum()) - n_nan} Inf; "
+            f"first at voxel {first}); finite values expected"
+        )
 
 
 def read_volume(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.float32]:

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from utils.alignment import GRID_TOL_VOXEL
 from utils.aliases import PathLike
 from utils.archive_scan import add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
-from utils.spreadsheet import is_missing
+from utils.spreadsheet import is_missing, require_columns
+from utils.yaml_files import load_yaml_file
 
 __all__ = [
     "DESCRIPTOR_DIR",
@@ -70,7 +70,7 @@ class VerseRules:
     def load(cls, path: PathLike = DESCRIPTOR_DIR / "archive.yaml") -> "VerseRules":
         """Read the rules file; raise ``ValueError`` naming it when a key is missing."""
         path = Path(path)
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml_file(path, "VerSe rules")
         try:
             return cls(
                 folders={str(k): dict(v) for k, v in data["folders"].items()},
@@ -260,7 +260,9 @@ def pair_jobs(
     problems : dict of str to str
         Scan ID -> why it cannot be paired (missing volume or mask, several candidates).
     """
-    keep = manifest[manifest["suffix"].astype(str).map(lambda v: any(p in v for p in rules.pair_suffixes))].copy()
+    require_columns(manifest, ("file_path", "archive", "subset", "subject", "split", "suffix", "type"), "regenerate it with routine 01")
+    wanted = manifest["suffix"].astype(str).map(lambda v: any(p in v for p in rules.pair_suffixes)).astype(bool)
+    keep = manifest[wanted].copy()
     keep["split"] = keep["split"].map(lambda v: "" if is_missing(v) else str(v))
     pairs, unpaired = pair_volumes_and_masks(keep, ["subject", "split", "archive"])
     jobs: list[PairJob] = []
@@ -382,9 +384,6 @@ def official_split(manifest: pd.DataFrame, inclusion: str | None) -> tuple[pd.Da
         column, flag = "subset", None
     else:
         column, flag = f"{inclusion.lower()}_subset", f"in_{inclusion.lower()}"
-    needed = [c for c in (column, flag) if c]
-    missing = [c for c in needed if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"dataset manifest lacks column(s) {missing}; regenerate it with routine 05")
+    require_columns(manifest, [c for c in (column, flag) if c], "regenerate it with routine 05")
     rows = manifest if flag is None else manifest[manifest[flag].map(lambda v: not is_missing(v) and int(v) == 1)]
     return rows, [str(v) for v in rows[column]]
