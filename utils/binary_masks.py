@@ -18,7 +18,7 @@ from scipy import ndimage
 from utils.atomic import remove_stale_temporaries
 from utils.labels import LabelMap, check_labels
 from utils.nifti_io import load_nifti, read_mask, save_nifti
-from utils.sample_info import BINARY_MASKS_FROM, SampleDir, binary_masks_source, file_stamp, history_entry, read_info, write_info
+from utils.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, SampleDir, binary_masks_source, file_stamp, history_entry, read_info, write_info
 
 __all__ = ["UP_TO_DATE", "binary_mask_of", "write_binary_masks", "extract_sample_binary_masks"]
 
@@ -93,7 +93,7 @@ def write_binary_masks(
     return present
 
 
-def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: str = "extract_binary_masks") -> str:
+def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: str = BINARY_MASKS_STEP) -> str:
     """Routine body: read ``{ID}_mask.nii.gz``, check labels, write all binary masks, record it in the info yaml.
 
     Re-running skips a sample whose binary masks are up to date: every file of

@@ -23,13 +23,16 @@ from utils.yaml_files import yaml_error_line
 
 __all__ = [
     "SampleDir", "find_samples", "read_info", "write_info", "history_entry", "has_step",
-    "file_crc32", "file_stamp", "BINARY_MASKS_FROM", "binary_masks_source",
+    "file_crc32", "file_stamp", "BINARY_MASKS_STEP", "BINARY_MASKS_FROM", "binary_masks_source",
 ]  # fmt: skip
 
 try:  # python-isal: CRC-32 about 6x faster than zlib's
     from isal.isal_zlib import crc32 as _crc32_update
 except ImportError:  # pragma: no cover - exercised only without isal
     from zlib import crc32 as _crc32_update
+
+#: History step of the binary-mask routine (VerSe 04, NME/ESO 03); its ``params.labels`` lists the masks written.
+BINARY_MASKS_STEP = "extract_binary_masks"
 
 #: History-entry key of the steps that (re)write the binary masks: the ``file_stamp`` of the mask they come from.
 BINARY_MASKS_FROM = "binary_masks_from"

@@ -20,6 +20,7 @@ from utils.aliases import PathLike
 from utils.archive_scan import add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
+from utils.metadata_sheets import SheetIssue, canonical_id, checked_value, read_metadata_sheet
 from utils.spreadsheet import is_missing, require_columns
 from utils.yaml_files import load_yaml_file
 
@@ -192,7 +193,12 @@ def load_participants(path: Path, rules: VerseRules) -> dict[tuple[str, str], di
     """Sex and age per scan ``(subject, split or '')`` from the VerSe19 spreadsheet.
 
     When ``verse_ID`` differs from ``subject_ID`` the scan is
-    ``sub-verse<subject_ID>_split-verse<verse_ID>``.
+    ``sub-verse<subject_ID>_split-verse<verse_ID>``. The table is untrusted
+    input read by the rules of :mod:`utils.metadata_sheets` (as ESO's metadata
+    sheets): formulas are never evaluated (a live formula is read as its text),
+    a subject listed twice with different values gets no value, implausible
+    sex/age values (too long, an age outside 0-150) are left empty; every such
+    cell is logged as a warning naming the file, row, column and value.
 
     Raises
     ------
@@ -201,20 +207,49 @@ def load_participants(path: Path, rules: VerseRules) -> dict[tuple[str, str], di
     """
     spec = rules.participants
     cols, prefix = spec["columns"], spec["subject_prefix"]
-    table = _read_table(path, spec.get("sheet"))
-    if cols["verse_id"] not in table.columns:
-        raise ValueError(f"{path}: column {cols['verse_id']!r} not found (columns: {list(table.columns)})")
+    records, issues = _participant_records(Path(path), cols["verse_id"], spec.get("sheet"))
+    for issue in issues:
+        issue.log()
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for _, row in table.iterrows():
-        verse = _verse_number(row.get(cols["verse_id"]), prefix)
+    for pid, attrs in records.items():
+        verse = _verse_number(pid, prefix)
         if verse is None:
             continue
-        subject = _verse_number(row.get(cols.get("subject_id", "")), prefix) or verse
+        subject = _verse_number(attrs.get(cols.get("subject_id", "")), prefix) or verse
         key = (subject, "" if subject == verse else verse)
-        sex = row.get(cols["sex"])
-        age = row.get(cols["age"])
+        sex = attrs.get(cols["sex"])
+        age = attrs.get(cols["age"])
         out[key] = {"sex": None if is_missing(sex) else str(sex).strip(), "age": None if is_missing(age) else _number(age)}
     return out
+
+
+def _participant_records(path: Path, id_column: str, sheet: str | None) -> tuple[dict[str, dict[str, Any]], list[SheetIssue]]:
+    """Canonical verse id -> checked attributes (other columns), and the issues found."""
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        try:
+            with pd.ExcelFile(path, engine="openpyxl") as xls:
+                names = list(xls.sheet_names)
+        except Exception as exc:
+            raise ValueError(f"{path}: cannot read table ({exc})") from exc
+        table = read_metadata_sheet(path, [id_column], sheet=sheet if sheet in names else None)
+        errors = [i for i in table.issues if i.severity == "error"]
+        if errors or not table.usable:
+            raise ValueError(errors[0].message() if errors else f"{path}: column {id_column!r} not found")
+        return table.rows, table.issues
+    frame = _read_table(path, None)
+    if id_column not in frame.columns:
+        raise ValueError(f"{path}: column {id_column!r} not found (columns: {list(frame.columns)})")
+    issues: list[SheetIssue] = []
+    records: dict[str, dict[str, Any]] = {}
+    for i, row in enumerate(frame.itertuples(index=False), start=2):
+        values = dict(zip(frame.columns, row))
+        pid = canonical_id(None if is_missing(values[id_column]) else values[id_column])
+        if pid is None:
+            continue
+        records[pid] = {
+            str(c): checked_value(None if is_missing(v) else v, path.name, i, pid, str(c), issues) for c, v in values.items() if c != id_column
+        }
+    return records, issues
 
 
 def _number(value: Any) -> Any:
