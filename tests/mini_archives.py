@@ -154,3 +154,42 @@ def tree_digest(folder: Path) -> dict[str, str]:
 def leftover_temporaries(folder: Path) -> list[str]:
     """Hidden ``*.tmp`` files below ``folder``."""
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob(".*.tmp"))
+
+
+def file_states(folder: Path) -> dict[str, tuple[str, int]]:
+    """Relative path -> (SHA-256, mtime in ns) of every file below ``folder``."""
+    return {
+        p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def run_pipeline_script(dataset: str, root: Path):
+    """``bash <dataset>/run_pipeline.sh root`` with this interpreter; returns the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(REPO / dataset / "run_pipeline.sh"), str(root)], capture_output=True, text=True, env=env)
+
+
+def assert_second_pipeline_run_changes_nothing(dataset: str, root: Path) -> None:
+    """Run the dataset's pipeline script again on a finished ``root``: exit 0, every file byte-identical.
+
+    Only ``grouped/dataset_manifest.xlsx`` may get a new mtime (the dataset-manifest routine rewrites its
+    ``Manifest`` sheet and the split routines add their sheets back, to the same bytes); every other file
+    is left untouched.
+    """
+    before = file_states(root)
+    second = run_pipeline_script(dataset, root)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Traceback" not in second.stderr
+    after = file_states(root)
+    assert sorted(after) == sorted(before)
+    assert [k for k in before if after[k][0] != before[k][0]] == []
+    assert [k for k in before if after[k][1] != before[k][1]] == ["grouped/dataset_manifest.xlsx"]
+    assert "0 samples written" in second.stderr and "written, " in second.stderr

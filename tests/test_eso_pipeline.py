@@ -17,6 +17,7 @@ from eso.archive import ARCHIVE_COLUMNS, DESCRIPTOR_DIR, EsoRules, parse_archive
 from eso.demo_archive import DEMO_SITES, NO_MASK, ORPHAN_PID, make_demo_archive, scan_arrays
 from eso.split import site_split
 from tests.conftest import REPO, run_script
+from tests.mini_archives import assert_second_pipeline_run_changes_nothing
 from utils.metadata_sheets import canonical_id, looks_like_formula, match_metadata, read_metadata_sheet
 from utils.nifti_io import load_nifti, read_mask
 from utils.sample_info import read_info
@@ -560,3 +561,4 @@ def test_run_pipeline_script_and_demo_maker(tmp_path):
     if (REPO / "utils/small_connected_region_detect.py").is_file():
         assert (root / "descriptor/small_connected_region_300_manifest.xlsx").is_file()
         assert (root / "descriptor/small_connected_region_300_after_modification_manifest.xlsx").is_file()
+    assert_second_pipeline_run_changes_nothing("eso", root)  # resumable: nothing redone, no file changed
