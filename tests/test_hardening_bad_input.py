@@ -407,3 +407,16 @@ def test_script_without_dependencies_says_what_to_install(tmp_path):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("ERROR 02_confirm_pairs: missing Python package(s) nibabel, numpy")
     assert "requirements.txt" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_mask_qc_outputs_are_checked_before_the_work(built, tmp_path, caplog):
+    grouped = built["eso"] / "grouped"
+    assert run_script("utils/small_connected_region_detect.py", "--root_dir", grouped, "--region_volume_thresh", "300", "--output_manifest", tmp_path / "r.csv") == 2
+    _one_line_with("--output_manifest", _messages(caplog.records))
+    assert "small regions" not in caplog.text
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    caplog.clear()
+    rc = run_script("utils/mask_thresholding.py", "--root_dir", grouped, "--output_dir", blocker / "out", "--thresh", "-140", "1000")
+    assert rc == 2
+    _one_line_with(f"--output_dir {blocker / 'out'}: cannot create the folder", _messages(caplog.records))

@@ -54,6 +54,7 @@ from utils.binary_masks import binary_mask_of
 from utils.cli import RunReport, SampleError, run_per_sample
 from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, label_boxes, map_threads, small_regions_3d
 from utils.label_fusion import fuse_label_changes
+from utils.output_paths import check_output_dir
 from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
 from utils.sample_info import BINARY_MASKS_FROM, SampleDir, file_stamp, find_samples, history_entry, read_info, write_info
 from utils.slice_morphology import SliceRepair, repair_changes
@@ -607,6 +608,7 @@ def run_mask_step(
         Bad ``--root_dir`` / ``--output_dir`` (fatal, before any sample).
     """
     destination = Destination.create(args.root_dir, args.output_dir)
+    check_output_dir(destination.output_dir, "--output_dir")
     samples = find_samples(destination.root_dir)
     logger.info("%s: %d samples in %s, %s, params %s", step, len(samples), args.root_dir,
                 "in place" if destination.in_place else f"writing to {args.output_dir}", params)  # fmt: skip
