@@ -20,12 +20,13 @@ import yaml
 
 from utils.aliases import PathLike
 from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import ArchiveScan, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
+from utils.archive_scan import SKIPPED_REASON, ArchiveScan, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
 from utils.lazy_import import lazy_import
 from utils.metadata_sheets import MetaTable, SheetIssue, canonical_id, issues_frame, match_metadata, read_metadata_sheet
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
-from utils.spreadsheet import is_missing
+from utils.spreadsheet import is_missing, require_columns
+from utils.yaml_files import load_yaml_file
 
 pd = lazy_import("pandas")
 
@@ -117,8 +118,8 @@ class EsoRules:
         """
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
+            data = load_yaml_file(path, "ESO rules")
+        except OSError as exc:
             raise ValueError(f"{path}: cannot read the ESO rules ({exc})") from exc
         try:
             rules = []
@@ -232,7 +233,7 @@ def load_site_metadata(archive_root: Path, rules: EsoRules) -> dict[str, MetaTab
 
 def attribute_columns(frame: pd.DataFrame) -> list[str]:
     """Metadata attribute columns of an archive manifest (those after the standard ones)."""
-    return [c for c in frame.columns if c not in ARCHIVE_COLUMNS]
+    return [c for c in frame.columns if c not in ARCHIVE_COLUMNS and c != SKIPPED_REASON]
 
 
 def build_archive_manifest(
@@ -324,9 +325,7 @@ def pair_jobs(
     ValueError
         The manifest lacks the routine-01 columns.
     """
-    missing = [c for c in ("file_path", "site", "phase", "pid", "type") if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"archive manifest lacks column(s) {missing}; regenerate it with routine 01")
+    require_columns(manifest, ("file_path", "site", "phase", "pid", "type"), "regenerate it with routine 01")
     attrs = attribute_columns(manifest)
     frame = manifest.copy()
     frame["pid"] = [canonical_id(p) for p in frame["pid"]]

@@ -17,7 +17,8 @@ if [ -f "$repo/utils/mask_thresholding.py" ]; then
 fi
 $py "$here/03_extract_binary_masks.py" --root_dir "$root_dir/grouped" --label_explanation "$root_dir/descriptor/label_map.yaml" "${w[@]}"
 # [Additional] mask denoising and quality optimization
-if [ -f "$repo/utils/small_connected_region_detect.py" ]; then
+# the report before the repair is written once: on a re-run the masks are already repaired (delete it to redo it)
+if [ -f "$repo/utils/small_connected_region_detect.py" ] && [ ! -f "$root_dir/descriptor/small_connected_region_300_manifest.xlsx" ]; then
   $py "$repo/utils/small_connected_region_detect.py" --root_dir "$root_dir/grouped" --region_volume_thresh 300.0 --output_manifest "$root_dir/descriptor/small_connected_region_300_manifest.xlsx"
 fi
 if [ -f "$repo/utils/morphological_open_on_slice_small_region.py" ]; then

@@ -13,6 +13,7 @@ import logging
 from utils.lazy_import import lazy_import
 from utils.metadata_sheets import canonical_id
 from utils.splits import SUBSETS, grouped_random_split
+from utils.spreadsheet import require_columns
 
 pd = lazy_import("pandas")
 
@@ -54,9 +55,7 @@ def site_split(
         Missing columns, no row of that site (the message lists the sites
         present), a row without pid, a ratio outside [0, 1].
     """
-    missing = [c for c in ("ID", "site", "pid") if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"dataset manifest lacks column(s) {missing}; regenerate it with routine 04")
+    require_columns(manifest, ("ID", "site", "pid"), "regenerate it with routine 04")
     rows = manifest[manifest["site"].astype(str) == site]
     if rows.empty:
         present = sorted({str(s) for s in manifest["site"].dropna()})

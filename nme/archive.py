@@ -18,11 +18,13 @@ import yaml
 
 from utils.aliases import PathLike
 from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
+from utils.archive_scan import SKIPPED_REASON, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
 from utils.labels import LabelMap
 from utils.lazy_import import lazy_import
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
+from utils.spreadsheet import require_columns
+from utils.yaml_files import load_yaml_file
 
 pd = lazy_import("pandas")
 
@@ -86,8 +88,8 @@ class NmeRules:
         """Read the rules file; raise ``ValueError`` naming it when a key is missing or malformed."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
+            data = load_yaml_file(path, "NME rules")
+        except OSError as exc:
             raise ValueError(f"{path}: cannot read NME rules ({exc})") from exc
         try:
             rules = cls(
@@ -180,17 +182,16 @@ def build_archive_manifest(
 
 def _parsed_manifest(manifest: pd.DataFrame, rules: NmeRules) -> tuple[pd.DataFrame, dict[str, str]]:
     """Manifest rows with ``seq split ID`` re-parsed from ``file_path``; rows that no longer parse are problems."""
-    missing = [c for c in ("file_path", "site", "collection", "subset", "pid", "type") if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"archive manifest lacks column(s) {missing}; regenerate it with routine 01")
+    require_columns(manifest, ("file_path", "site", "collection", "subset", "pid", "type"), "regenerate it with routine 01")
     rows, problems = [], {}
     for _, row in manifest.iterrows():
         fields, reason = parse_archive_path(Path(str(row["file_path"])), rules)
         if fields is None:
             problems[str(row["file_path"])] = f"listed in the archive manifest but {reason}"
         else:
-            rows.append({"file_path": str(row["file_path"]), **fields})
-    return pd.DataFrame(rows, columns=["file_path", "site", "collection", "subset", "pid", "type", "seq", "split", "ID"]), problems
+            rows.append({"file_path": str(row["file_path"]), **fields, SKIPPED_REASON: row.get(SKIPPED_REASON)})
+    columns = ["file_path", "site", "collection", "subset", "pid", "type", "seq", "split", "ID", SKIPPED_REASON]
+    return pd.DataFrame(rows, columns=columns), problems
 
 
 def pair_jobs(

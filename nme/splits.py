@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from utils.lazy_import import lazy_import
 from utils.splits import grouped_random_split
+from utils.spreadsheet import require_columns
 
 pd = lazy_import("pandas")
 
@@ -21,9 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def _require_columns(manifest: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"dataset manifest lacks column(s) {missing}; regenerate it with routine 04")
+    require_columns(manifest, columns, "regenerate it with routine 04")
 
 
 def predefined_split(manifest: pd.DataFrame, sites: Sequence[str], collections: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:

@@ -17,6 +17,7 @@ from eso.archive import ARCHIVE_COLUMNS, DESCRIPTOR_DIR, EsoRules, parse_archive
 from eso.demo_archive import DEMO_SITES, NO_MASK, ORPHAN_PID, make_demo_archive, scan_arrays
 from eso.split import site_split
 from tests.conftest import REPO, run_script
+from tests.mini_archives import assert_second_pipeline_run_changes_nothing
 from utils.metadata_sheets import canonical_id, looks_like_formula, match_metadata, read_metadata_sheet
 from utils.nifti_io import load_nifti, read_mask
 from utils.sample_info import read_info
@@ -284,8 +285,8 @@ def test_index_manifests_files_rows_and_attributes(pipeline):
 def test_rerunning_is_safe_and_reproduces_the_outputs(pipeline, tmp_path):
     root = tmp_path / "again"
     shutil.copytree(pipeline, root)
-    # 01 reproduces; 02 refuses to undo routine 03 without --overwrite (the mask-less sample is rewritten)
-    assert run_01_02(root) == (0, 1)
+    # 01 reproduces; 02 finds every sample up to date although later routines changed them
+    assert run_01_02(root) == (0, 0)
     for sheet in ("Manifest", "Skipped", "MetadataIssues"):
         assert read_sheet(root / "descriptor/archive_manifest.xlsx", sheet).equals(read_sheet(pipeline / "descriptor/archive_manifest.xlsx", sheet))
     assert run_01_02(root, "--overwrite") == (0, 0)
@@ -561,3 +562,4 @@ def test_run_pipeline_script_and_demo_maker(tmp_path):
     if (REPO / "utils/small_connected_region_detect.py").is_file():
         assert (root / "descriptor/small_connected_region_300_manifest.xlsx").is_file()
         assert (root / "descriptor/small_connected_region_300_after_modification_manifest.xlsx").is_file()
+    assert_second_pipeline_run_changes_nothing("eso", root)  # resumable: nothing redone, no file changed

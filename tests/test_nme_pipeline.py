@@ -289,7 +289,7 @@ def test_predefined_split_refuses_unknown_values(pipeline, tmp_path, caplog):
 def test_rerunning_reproduces_manifests_and_splits(pipeline, tmp_path):
     root = tmp_path / "again"
     shutil.copytree(pipeline, root)
-    assert run_tutorial(root, TUTORIAL[:2]) == [0, 1]  # 02 refuses to undo routine 03 without --overwrite
+    assert run_tutorial(root, TUTORIAL[:2]) == [0, 0]  # 02: every sample up to date, although routine 03 changed them
     assert read_sheet(root / "descriptor/archive_manifest.xlsx").equals(read_sheet(pipeline / "descriptor/archive_manifest.xlsx"))
     assert run_tutorial(root, TUTORIAL[2:]) == [0] * (len(TUTORIAL) - 2)
     for sheet in sheet_names(pipeline / "grouped/dataset_manifest.xlsx"):
@@ -334,7 +334,7 @@ def test_unpaired_and_bad_files_are_reported_and_the_rest_is_written(tmp_path, c
     assert "02A008_777.nii.gz: mask values [2] are not in the label map (allowed: [0, 1])" in log
     skipped = read_sheet(root / "descriptor/archive_manifest.xlsx", "Skipped").set_index("file_path")["reason"]
     assert "truncated or corrupt gzip" in skipped[f"{PREFIX}test-outer-02/labelsTs/02A009_778.nii.gz"]
-    assert f"volume {PREFIX}test-outer-02/imagesTs/02A009_778_0000.nii.gz has no mask" in log
+    assert f"mask {PREFIX}test-outer-02/labelsTs/02A009_778.nii.gz was skipped by routine 01 (truncated or corrupt gzip" in log
     assert "Traceback" not in log
     assert {p.parent.name for p in (root / "grouped").rglob("*_info.yaml")} == {s.id for s in DEMO_SAMPLES}
 

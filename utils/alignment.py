@@ -212,11 +212,13 @@ def align_mask_to_volume(
             if disp <= tol_mm:
                 how = f"mask {axis_codes(mask_affine)} -> volume {axis_codes(volume_affine)}"
                 return AlignedMask(_reorient(mask, perm, flips), "reoriented", disp, how)
+    if tuple(mask.shape) == tuple(volume_shape[:3]):
+        gap = f"largest voxel-centre displacement {grid_displacement_mm(volume_shape, mask_affine, volume_affine):.4g} mm (tolerance {tol_mm:.3g} mm)"
+    else:
+        gap = "the shapes differ and no permutation or flip of the mask axes maps one grid onto the other"
     detail = (
         f"mask shape {tuple(mask.shape)} orientation {axis_codes(mask_affine)}, "
-        f"volume shape {tuple(volume_shape[:3])} orientation {axis_codes(volume_affine)}, "
-        f"largest voxel-centre displacement {grid_displacement_mm(volume_shape, mask_affine, volume_affine) if tuple(mask.shape) == tuple(volume_shape[:3]) else float('nan'):.4g} mm "
-        f"(tolerance {tol_mm:.3g} mm)"
+        f"volume shape {tuple(volume_shape[:3])} orientation {axis_codes(volume_affine)}, {gap}"
     )
     if not allow_resample:
         raise AlignmentError(

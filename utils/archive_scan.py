@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from utils.alignment import qform_sform_mismatch_mm
-from utils.cli import run_per_sample
+from utils.cli import EXPECTED_ERRORS, run_per_sample
 from utils.lazy_import import lazy_import
 from utils.nifti_io import check_nifti_file, is_nifti_path, require_3d
 from utils.orientation import geometry_record, parse_affine
@@ -27,13 +27,18 @@ pd = lazy_import("pandas")
 
 __all__ = [
     "SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm", "scan_archive",
-    "warn_qform_sform", "pair_volumes_and_masks", "ArchiveScan",
+    "warn_qform_sform", "pair_volumes_and_masks", "ArchiveScan", "SKIPPED_REASON", "with_skipped_candidates",
 ]  # fmt: skip
 
 #: Worksheet of routine 01 listing the files that could not be used, with the reason.
 SKIPPED_SHEET = "Skipped"
 
 logger = logging.getLogger(__name__)
+
+#: Column added by :func:`with_skipped_candidates`: why routine 01 could not use the file (empty for usable files).
+SKIPPED_REASON = "skipped_reason"
+
+_KIND_WORD = {"v3d": "volume", "m3d": "mask"}
 
 GEOMETRY_FILE_COLUMNS = ["szx", "szy", "szz", "spx", "spy", "spz", "orientation_from", "orientation_to", "dtype", "transform"]
 
@@ -69,14 +74,23 @@ def describe_nifti_file(path: Path) -> dict[str, Any]:
     Raises
     ------
     NiftiError
-        Unreadable, truncated or not 3D (message names the file).
+        Unreadable, empty, truncated, not 3D, or float voxels that are NaN/Inf
+        (message names the file and the value found).
     """
-    img = check_nifti_file(path)
+    img = check_nifti_file(path)  # also refuses NaN/Inf float voxels
     require_3d(img, path)
     record = geometry_record(img.shape, img.affine)
     record["dtype"] = str(img.get_data_dtype())
     record["qform_sform_mm"] = qform_sform_mismatch_mm(img)
     return {**{k: record[k] for k in GEOMETRY_FILE_COLUMNS}, "qform_sform_mm": record["qform_sform_mm"]}
+
+
+def _describe_or_reason(path: Path) -> dict[str, Any] | str:
+    """:func:`describe_nifti_file`, or the one-line reason the file cannot be used (a skipped file is not a failure)."""
+    try:
+        return describe_nifti_file(path)
+    except EXPECTED_ERRORS as exc:
+        return str(exc)
 
 
 def add_affine_diff_norm(frame: pd.DataFrame, key_columns: Sequence[str], type_column: str = "type") -> pd.Series:
@@ -147,16 +161,17 @@ def scan_archive(
         else:
             parsed.append((path, fields))
     report = run_per_sample(
-        [p for p, _ in parsed], describe_nifti_file, desc="scan archive", workers=workers,
+        [p for p, _ in parsed], _describe_or_reason, desc="scan archive", workers=workers,
         key=lambda p: p.relative_to(root_dir).as_posix(), show_progress=show_progress,
     )
     rows = []
     for path, fields in parsed:
         rel = path.relative_to(root_dir).as_posix()
-        if rel in report.errors:
-            skipped.append({"file_path": rel, "reason": report.errors[rel]})
+        outcome = report.results.get(rel, report.errors.get(rel))
+        if isinstance(outcome, dict):
+            rows.append({"file_path": rel, **fields, **outcome})
         else:
-            rows.append({"file_path": rel, **fields, **report.results[rel]})
+            skipped.append({"file_path": rel, "reason": str(outcome)})
     skipped.sort(key=lambda r: r["file_path"])
     return pd.DataFrame(rows), pd.DataFrame(skipped, columns=["file_path", "reason"])
 
@@ -214,6 +229,14 @@ def pair_volumes_and_masks(
     keys = frame[list(key_columns)].astype(object).where(frame[list(key_columns)].notna(), "")
     for key, rows in frame.groupby([keys[c] for c in key_columns], sort=True):
         key = key if isinstance(key, tuple) else (key,)
+        if SKIPPED_REASON in rows.columns:
+            unusable = [(t, p, r) for t, p, r in zip(rows[type_column], rows["file_path"], rows[SKIPPED_REASON]) if not is_missing(r)]
+            if unusable:
+                problems[key] = "; ".join(
+                    f"{_KIND_WORD.get(t, t)} {p} was skipped by routine 01 ({_without_path(r, p)})" for t, p, r in unusable
+                ) + "; fix or remove the file and re-run routine 01"
+                continue
+            rows = rows.drop(columns=[SKIPPED_REASON])
         vols = rows[rows[type_column] == "v3d"]
         masks = rows[rows[type_column] == "m3d"]
         if len(vols) > 1 or len(masks) > 1:
@@ -225,6 +248,52 @@ def pair_volumes_and_masks(
         else:
             pairs[key] = (vols.iloc[0], None if masks.empty else masks.iloc[0])
     return pairs, problems
+
+
+def _without_path(reason: str, file_path: str) -> str:
+    """Routine 01's reason without its leading ``/full/path/name.nii.gz: `` (the message names the file already)."""
+    head, sep, tail = str(reason).partition(": ")
+    return tail if sep and head.endswith(Path(file_path).name) else str(reason)
+
+
+def with_skipped_candidates(
+    manifest: pd.DataFrame, skipped: pd.DataFrame | None, parse: Callable[[Path], tuple[dict[str, Any] | None, str | None]]
+) -> pd.DataFrame:
+    """The archive manifest plus the files routine 01 skipped although they fit the archive's rules.
+
+    Such a file (truncated, empty, not 3D, NaN voxels …) still names a sample:
+    routine 02 must say that this sample lost its volume or mask and why,
+    instead of "mask without volume" or, where a volume may come alone (ESO),
+    silently writing the volume without its mask.
+
+    Parameters
+    ----------
+    manifest : DataFrame
+        ``Manifest`` sheet of routine 01.
+    skipped : DataFrame or None
+        ``Skipped`` sheet (``file_path``, ``reason``).
+    parse : callable
+        The dataset's rule: path relative to the archive root -> (fields, None) or (None, reason).
+
+    Returns
+    -------
+    frame : DataFrame
+        ``manifest`` rows (``skipped_reason`` empty) followed by one row per
+        skipped file that parses (its fields, ``file_path`` and ``skipped_reason``).
+    """
+    extra = []
+    if skipped is not None and not skipped.empty and {"file_path", "reason"} <= set(skipped.columns):
+        for file_path, reason in zip(skipped["file_path"], skipped["reason"]):
+            fields, _why = parse(Path(str(file_path)))
+            if fields is not None:
+                extra.append({"file_path": str(file_path), **fields, SKIPPED_REASON: str(reason)})
+    frame = manifest.copy()
+    frame[SKIPPED_REASON] = None
+    if extra:
+        attrs = dict(frame.attrs)
+        frame = pd.concat([frame, pd.DataFrame(extra).reindex(columns=[*frame.columns, *(c for c in extra[0] if c not in frame.columns)])], ignore_index=True)
+        frame.attrs = attrs
+    return frame
 
 
 @dataclass

@@ -14,15 +14,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from utils.atomic import remove_stale_temporaries
 from utils.label_stats import LabelStats, label_stats
 from utils.labels import LabelMap, check_labels
 from utils.nifti_io import load_nifti, read_mask, save_nifti
-from utils.sample_info import SampleDir, history_entry, read_info, write_info
+from utils.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, SampleDir, binary_masks_source, file_stamp, history_entry, read_info, write_info
 
 if TYPE_CHECKING:
     import nibabel as nib
 
-__all__ = ["binary_mask_of", "write_binary_masks", "extract_sample_binary_masks"]
+__all__ = ["UP_TO_DATE", "binary_mask_of", "write_binary_masks", "extract_sample_binary_masks"]
+
+#: Start of the summary of a sample whose binary masks are already up to date (nothing written).
+UP_TO_DATE = "up to date"
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +99,16 @@ def write_binary_masks(
     return present
 
 
-def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: str = "extract_binary_masks") -> str:
+def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: str = BINARY_MASKS_STEP) -> str:
     """Routine body: read ``{ID}_mask.nii.gz``, check labels, write all binary masks, record it in the info yaml.
 
-    Re-running gives the same files. Binary masks of labels that are no longer
+    Re-running skips a sample whose binary masks are up to date: every file of
+    the label map exists, the latest history entry that wrote them (this step,
+    or a mask-QC tool that rewrote them with the mask) records the mask file it
+    derived them from (size and CRC-32) and that is still the mask on disk, and
+    this step last ran with the same labels. Otherwise (a mask changed by hand or
+    by routine 03, a binary mask deleted, another label map, an interrupted run)
+    all binary masks are written again. Binary masks of labels that are no longer
     in the label map are reported, not deleted.
 
     Returns
@@ -113,6 +123,12 @@ def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: st
     """
     if not sample.mask.is_file():
         raise FileNotFoundError(f"{sample.mask}: mask file missing")
+    remove_stale_temporaries(sample.path)
+    info = read_info(sample.info) if sample.info.is_file() else None
+    stamp = file_stamp(sample.mask)
+    keys = [lab.key for lab in label_map]
+    if info is not None and _up_to_date(sample, info, stamp, keys, step):
+        return f"{UP_TO_DATE}: {len(keys)} binary masks derived from the current mask"
     img = load_nifti(sample.mask)
     mask = read_mask(img, sample.mask)
     stats = label_stats(mask)
@@ -122,13 +138,22 @@ def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: st
     stale = [p.name for idx, (short, p) in sample.binary_masks().items() if f"{idx:02d}_{short}" not in wanted]
     if stale:
         logger.warning("%s: binary masks not in the label map left untouched: %s", sample.path, ", ".join(stale))
-    if sample.info.is_file():
-        info = read_info(sample.info)
+    if info is not None:
         history = [h for h in info.get("history") or [] if h.get("step") != step]
-        history.append(history_entry(step, labels=[lab.key for lab in label_map]))
+        entry = history_entry(step, labels=keys)
+        entry[BINARY_MASKS_FROM] = stamp
+        history.append(entry)
         info["history"] = history
         write_info(sample.info, info)
     return f"{len(label_map)} binary masks, labels present {present}"
+
+
+def _up_to_date(sample: SampleDir, info: dict, stamp: dict, keys: list[str], step: str) -> bool:
+    """True when the binary masks of ``keys`` exist and were derived from the mask file described by ``stamp``."""
+    last = next((h for h in reversed(info.get("history") or []) if isinstance(h, dict) and h.get("step") == step), None)
+    if last is None or (last.get("params") or {}).get("labels") != keys or binary_masks_source(info) != stamp:
+        return False
+    return all(sample.binary_mask(key).is_file() for key in keys)
 
 
 def sample_binary_paths(sample: SampleDir, label_map: LabelMap) -> dict[int, Path]:

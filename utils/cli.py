@@ -21,6 +21,7 @@ import concurrent.futures as cf
 import logging
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -61,17 +62,37 @@ class _TqdmHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-def setup_logging(verbosity: int = 0) -> None:
-    """Configure the root logger: WARNING at -1, INFO at 0, DEBUG at 1+; output to stderr around tqdm bars."""
+def program_name() -> str:
+    """Name of the script the user ran (``02_confirm_pairs``), from ``sys.argv[0]``."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    name = argv0.stem if argv0.suffix == ".py" else argv0.name
+    return argv0.parent.name if name == "__main__" else name
+
+
+def setup_logging(verbosity: int = 0, program: str | None = None) -> None:
+    """Configure the root logger: WARNING at -1, INFO at 0, DEBUG at 1+; output to stderr around tqdm bars.
+
+    Every line starts with the level and the routine the user ran
+    (``ERROR 02_confirm_pairs: …``); with ``-v`` the library module that
+    wrote the line follows in brackets.
+    """
     level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _TqdmHandler):
             root.removeHandler(handler)
     handler = _TqdmHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    name = (program or program_name()).replace("%", "%%")
+    handler.setFormatter(logging.Formatter(f"%(levelname)s {name}{' [%(name)s]' if verbosity > 0 else ''}: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
 
 
 def positive_int(text: str) -> int:
@@ -83,10 +104,17 @@ def positive_int(text: str) -> int:
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, workers: bool = True) -> argparse.ArgumentParser:
-    """Add ``-v/--verbose``, ``-q/--quiet``, ``--no_pbar`` and (optionally) ``--workers N``."""
+    """Add ``-v/--verbose``, ``-q/--quiet``, ``--no_pbar``/``--pbar`` and (optionally) ``--workers N``.
+
+    The progress bar is shown only when stderr is a terminal (a bar written
+    into a log file would run together with the log lines) unless ``--pbar``
+    asks for it; ``--no_pbar`` hides it everywhere. Code reads ``args.no_pbar``.
+    """
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
-    parser.add_argument("--no_pbar", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no_pbar", action="store_true", default=not _stderr_is_terminal(), help="hide the progress bar")
+    parser.add_argument("--pbar", action="store_false", dest="no_pbar",
+                        help="show the progress bar also when stderr is not a terminal (default: only on a terminal)")  # fmt: skip
     if workers:
         parser.add_argument(
             "--workers",

@@ -8,7 +8,9 @@ spx spy spz orientation_from orientation_to``, ``vol_dtype``, ``mask_dtype``,
 ``transform``, then any extra attributes. Paths are relative to ``root_dir``.
 
 A sample whose files disagree in shape, affine (hence spacing and origin) or
-whose masks differ in dtype is an error naming the files.
+whose masks differ in dtype is an error naming the files; so is a sample that
+lacks a binary mask its info yaml says was written, or that other samples with
+a mask have (a deleted file would otherwise leave an empty cell).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from utils.label_stats import label_stats
 from utils.lazy_import import lazy_import
 from utils.nifti_io import load_header, load_nifti, read_mask
 from utils.orientation import geometry_record, spacing
-from utils.sample_info import SampleDir, find_samples, read_info
+from utils.sample_info import BINARY_MASKS_STEP, SampleDir, find_samples, read_info
 from utils.spreadsheet import MAIN_SHEET, format_list, write_sheets
 
 pd = lazy_import("pandas")
@@ -77,6 +79,13 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
     files = {sample.volume: vol}
     has_mask = sample.mask.is_file()
     binaries = sample.binary_masks()
+    recorded = _recorded_binary_keys(info)
+    gone = [key for key in recorded if not sample.binary_mask(key).is_file()]
+    if gone:
+        raise FileNotFoundError(
+            f"{sample.binary_mask(gone[0])}: binary mask missing ({len(gone)} of the {len(recorded)} written by the "
+            f"binary-mask routine are gone: {gone}); run that routine again"
+        )
     if has_mask:
         files[sample.mask] = load_header(sample.mask)
     for _short, path in binaries.values():
@@ -114,6 +123,30 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
     for key, value in (info.get("attributes") or {}).items():
         row.setdefault(str(key), value)
     return row
+
+
+def _recorded_binary_keys(info: dict[str, Any]) -> list[str]:
+    """``{index:02d}_{short}`` keys the latest binary-mask extraction recorded in the history wrote."""
+    for entry in reversed(info.get("history") or []):
+        if isinstance(entry, dict) and entry.get("step") == BINARY_MASKS_STEP:
+            return [str(k) for k in (entry.get("params") or {}).get("labels") or []]
+    return []
+
+
+def _missing_binary_columns(report: RunReport) -> None:
+    """Move to ``report.errors`` every sample with a mask that lacks a binary mask other samples with a mask have."""
+    with_mask = {key: row for key, row in report.results.items() if row.get("mask") is not None}
+    columns = {c for row in with_mask.values() for c in row if c.startswith("mask_") and c[5:7].isdigit() and not c.endswith("_existence")}
+    for key, row in with_mask.items():
+        absent = sorted(c for c in columns if c not in row)
+        if absent:
+            names = [f"{row['ID']}_{c}.nii.gz" for c in absent]
+            report.errors[key] = (
+                f"{Path(key) / names[0]}: binary mask missing ({len(absent)} that other samples have: {names[:5]}"
+                f"{' …' if len(names) > 5 else ''}); run the binary-mask routine again"
+            )
+            del report.results[key]
+            logger.error("%s: %s", key, report.errors[key])
 
 
 def order_columns(rows: list[dict[str, Any]], info_columns: Sequence[str]) -> list[str]:
@@ -191,6 +224,7 @@ def build_dataset_manifest(
         key=lambda s: str(s.path),
         show_progress=show_progress,
     )
+    _missing_binary_columns(report)
     if report.errors and not skip_invalid:
         logger.error("%s not written: %d sample(s) failed (use --skip_invalid to write the others)", output_file, len(report.errors))
         return report

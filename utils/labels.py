@@ -24,6 +24,7 @@ import yaml
 from utils.aliases import PathLike
 from utils.atomic import atomic_write_text
 from utils.label_stats import LabelStats, label_stats
+from utils.yaml_files import yaml_error_line
 
 __all__ = ["Label", "LabelMap", "LabelError", "check_labels", "remap_labels", "install_label_map"]
 
@@ -107,7 +108,7 @@ class LabelMap:
         try:
             mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise LabelError(f"{path}: not valid YAML ({exc})") from exc
+            raise LabelError(f"{path}: label map is not valid YAML ({yaml_error_line(exc)})") from exc
         return cls.from_dict(mapping, source=str(path))
 
     def to_dict(self) -> dict:

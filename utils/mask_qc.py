@@ -19,9 +19,17 @@ Contract of the tools that change masks (:func:`apply_mask_step`):
   history entry for the step, and re-running finishes it. Another
   ``output_dir`` receives the sample folder at the same relative path, with
   every other file (volume, …) copied.
-* The info yaml's ``history`` gets ``{step, params, date, result}``. A sample
-  whose history already holds the same step with the same params is not
-  processed again (re-running a tool is a no-op) unless ``force``.
+* The info yaml's ``history`` gets ``{step, params, date, result}`` (and
+  ``binary_masks_from``, the size and CRC-32 of the mask file the binary masks
+  were rewritten from, when it rewrote them). A sample whose history already
+  holds the same step with the same params is not processed again (re-running
+  a tool is a no-op) unless ``force``.
+* History stays true across a ``kill -9``: before an in-place rewrite of a
+  changed mask, the info yaml gets the entry as ``pending_step`` together with
+  the size and CRC-32 of the mask it replaces. A later run finds the pending
+  entry: if the mask on disk is no longer that one, the rewrite had completed
+  and the entry (with its true result) moves into the history; otherwise the
+  mask was never replaced and the step is applied again.
 """
 
 from __future__ import annotations
@@ -40,14 +48,15 @@ import numpy as np
 import numpy.typing as npt
 
 from utils.alignment import grids_match
-from utils.atomic import atomic_path
+from utils.atomic import atomic_path, remove_stale_temporaries
 from utils.binary_masks import binary_mask_of
 from utils.cli import RunReport, SampleError, run_per_sample
 from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, small_regions_3d
 from utils.label_fusion import fuse_label_changes
 from utils.label_stats import label_boxes, map_threads
+from utils.output_paths import check_output_dir
 from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
-from utils.sample_info import SampleDir, find_samples, history_entry, read_info, write_info
+from utils.sample_info import BINARY_MASKS_FROM, SampleDir, file_stamp, find_samples, history_entry, read_info, write_info
 from utils.slice_morphology import SliceRepair, repair_changes
 
 if TYPE_CHECKING:
@@ -79,6 +88,9 @@ logger = logging.getLogger(__name__)
 STEP_CLOSE = "morphological_close_on_slice_small_region"
 STEP_OPEN = "morphological_open_on_slice_small_region"
 STEP_THRESHOLD = "mask_thresholding"
+
+#: Info-yaml key of a history entry whose in-place mask rewrite has begun (see the module docstring).
+PENDING_STEP = "pending_step"
 
 #: Columns of the small-region manifest.
 REPORT_COLUMNS = ("ID", "file", "mask", "label_index", "label_name", *REGION_COLUMNS)
@@ -234,7 +246,28 @@ def _write_sample(
             binary = (mask == 0).view(np.uint8) if idx == 0 else binary_mask_of(mask, idx, boxes.get(idx))
             save_nifti(dst.binary_mask(f"{idx:02d}_{short}"), binary, img.affine, dtype=np.uint8, template=img, descrip="")
         save_nifti(dst.mask, mask, img.affine, dtype=np.uint8, template=img)
+        if binaries:
+            info["history"][-1][BINARY_MASKS_FROM] = file_stamp(dst.mask)
     write_info(dst.info, info)
+
+
+def _settle_pending(sample: SampleDir, info: dict[str, Any]) -> dict[str, Any]:
+    """Resolve the ``pending_step`` left by a run killed during an in-place rewrite; return the info written."""
+    pending = info.get(PENDING_STEP)
+    if not isinstance(pending, dict):
+        return info
+    info = {k: v for k, v in info.items() if k != PENDING_STEP}
+    entry = {k: v for k, v in pending.items() if k != "mask_before"}
+    if sample.mask.is_file() and pending.get("mask_before") not in (None, file_stamp(sample.mask)):
+        if sample.binary_masks():
+            entry[BINARY_MASKS_FROM] = file_stamp(sample.mask)
+        info["history"] = [*(info.get("history") or []), entry]
+        logger.warning("%s: %s was interrupted after its mask was rewritten; its history entry (result %s) is now recorded",
+                       sample.id, entry.get("step"), entry.get("result"))  # fmt: skip
+    else:
+        logger.info("%s: %s was interrupted before its mask was rewritten; it is applied again", sample.id, entry.get("step"))
+    write_info(sample.info, info)
+    return info
 
 
 def apply_mask_step(
@@ -275,6 +308,11 @@ def apply_mask_step(
     """
     info = read_info(sample.info)
     dst = destination.target(sample)
+    remove_stale_temporaries(dst.path)
+    if destination.in_place:
+        info = _settle_pending(sample, info)
+    else:
+        info = {k: v for k, v in info.items() if k != PENDING_STEP}
     if not sample.mask.is_file():
         status, done = "no mask", None
     else:
@@ -298,6 +336,8 @@ def apply_mask_step(
     changed = diff[0].size > 0
     entry = history_entry(step, **params)
     entry["result"] = result
+    if changed and destination.in_place:  # a kill from here on must not leave a history that lies
+        write_info(sample.info, {**info, PENDING_STEP: {**entry, "mask_before": file_stamp(sample.mask)}})
     info = dict(info)
     info["history"] = [*(info.get("history") or []), entry]
     _write_sample(sample, dst, new_mask if changed else None, img, binaries, info, _grown_boxes(boxes, new_mask, diff))
@@ -571,6 +611,7 @@ def run_mask_step(
         Bad ``--root_dir`` / ``--output_dir`` (fatal, before any sample).
     """
     destination = Destination.create(args.root_dir, args.output_dir)
+    check_output_dir(destination.output_dir, "--output_dir")
     samples = find_samples(destination.root_dir)
     logger.info("%s: %d samples in %s, %s, params %s", step, len(samples), args.root_dir,
                 "in place" if destination.in_place else f"writing to {args.output_dir}", params)  # fmt: skip

@@ -15,6 +15,11 @@ column, value, problem) and returns only what is unambiguous:
   string cell as a typed string, so it is never evaluated);
 - an attribute column whose name is reserved by the manifests (``site``,
   ``type``, ``ID`` …) is renamed ``meta_<name>`` rather than silently dropped;
+- implausible values are reported and left empty: any text longer than
+  :data:`MAX_TEXT_CHARS` characters, a sex value longer than
+  :data:`MAX_SEX_CHARS` characters, an age that is a number outside
+  [0, :data:`MAX_AGE_YEARS`] or a text longer than :data:`MAX_SEX_CHARS`
+  (sex and age columns are recognised by name, :data:`SEX_COLUMNS`, :data:`AGE_COLUMNS`);
 - :func:`match_metadata` reports sheet rows without a scan and scans without a row.
 """
 
@@ -44,6 +49,8 @@ __all__ = [
     "read_metadata_sheet",
     "match_metadata",
     "issues_frame",
+    "checked_value",
+    "MAX_TEXT_CHARS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,6 +62,16 @@ ISSUE_COLUMNS = ["severity", "sheet", "row", "pid", "column", "value", "problem"
 HEADER_SEARCH_ROWS = 10
 
 _PREFIX_RESERVED = "meta_"
+
+#: Longest text accepted in any attribute cell (characters); longer text is reported and left empty.
+MAX_TEXT_CHARS = 1000
+#: Longest sex value, and longest non-numeric age value, accepted (``M``, ``female``, ``男``, ``65Y``).
+MAX_SEX_CHARS = 16
+#: Largest plausible age in years.
+MAX_AGE_YEARS = 150
+#: Column names (case-insensitive) holding sex, and age.
+SEX_COLUMNS = ("sex", "gender", "性别")
+AGE_COLUMNS = ("age", "age_ct", "年龄")
 
 
 @dataclass(frozen=True)
@@ -362,11 +379,59 @@ def _attribute_value(cell: Any, label: str, row: int, pid: str, column: str, iss
     if cell.data_type == "e":
         issues.append(SheetIssue(label, "spreadsheet error value; left empty", row=row, pid=pid, column=column, value=_cell_text(value)))
         return None
-    if cell.data_type == "f" or looks_like_formula(value):
-        kind = "is a live formula in the sheet" if cell.data_type == "f" else "looks like a spreadsheet formula"
+    return checked_value(value, label, row, pid, column, issues, live_formula=cell.data_type == "f")
+
+
+def checked_value(
+    value: Any, label: str, row: int | None, pid: str | None, column: str, issues: list[SheetIssue], *, live_formula: bool = False
+) -> Any:
+    """An attribute value after the shared rules (formula text reported and kept as text; implausible values emptied).
+
+    Parameters
+    ----------
+    value : scalar
+        The cell's plain value (text of a formula, number, text).
+    label, row, pid, column : for the issue
+    issues : list of SheetIssue
+        Problems are appended here.
+    live_formula : bool
+        The cell holds a formula (not just text that looks like one).
+
+    Returns
+    -------
+    value : scalar or None
+    """
+    if value is None:
+        return None
+    if live_formula or looks_like_formula(value):
+        kind = "is a live formula in the sheet" if live_formula else "looks like a spreadsheet formula"
         issues.append(SheetIssue(label, f"{kind}; kept as text, never evaluated", row=row, pid=pid, column=column, value=_cell_text(value)))
-        return str(value)
+        value = str(value)
+    problem = _implausible(value, column)
+    if problem:
+        issues.append(SheetIssue(label, f"{problem}; left empty", row=row, pid=pid, column=column, value=_cell_text(value)))
+        return None
     return value
+
+
+def _implausible(value: Any, column: str) -> str | None:
+    """Why ``value`` cannot be a value of ``column`` (sex, age, any text), or None."""
+    name = column.casefold()
+    text = str(value)
+    if isinstance(value, str) and len(text) > MAX_TEXT_CHARS:
+        return f"text of {len(text)} characters (more than {MAX_TEXT_CHARS})"
+    if name in SEX_COLUMNS and (len(text.strip()) > MAX_SEX_CHARS or "\n" in text):
+        return f"not a plausible sex value ({len(text)} characters; at most {MAX_SEX_CHARS} expected)"
+    if name in AGE_COLUMNS:
+        try:
+            years = float(text)
+        except ValueError:
+            years = None
+        if years is not None and not 0 <= years <= MAX_AGE_YEARS:
+            return f"not a plausible age (expected 0 to {MAX_AGE_YEARS} years)"
+        if years is None and (len(text.strip()) > MAX_SEX_CHARS or "\n" in text):
+            return f"not a plausible age ({len(text)} characters of text)"
+    return None
 
 
 def match_metadata(

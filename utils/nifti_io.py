@@ -49,6 +49,7 @@ __all__ = [
     "read_volume",
     "volume_values",
     "read_mask",
+    "require_finite",
     "save_nifti",
     "nifti_stem",
 ]
@@ -212,9 +213,10 @@ def check_nifti_file(path: PathLike) -> nib.Nifti1Image:
     """Read a whole NIfTI file through a small buffer and return a header-only image.
 
     The integrity read of routine 01: every byte is decompressed (gzip CRC and
-    length verified) and the data size is compared with the header's, but the
-    data are never held in memory, so scanning a large archive costs the
-    decompression alone.
+    length verified), the data size is compared with the header's and float
+    voxels are checked to be finite (as :func:`require_finite`), chunk by
+    chunk, but the data are never held in memory, so scanning a large archive
+    costs the decompression alone.
 
     Returns
     -------
@@ -225,18 +227,35 @@ def check_nifti_file(path: PathLike) -> nib.Nifti1Image:
     Raises
     ------
     NiftiError
-        As :func:`load_nifti`.
+        As :func:`load_nifti`, and float voxels that are NaN or ±Inf.
     """
     path = Path(path)
     stream, raw = _open_stream(path)
     with raw, stream:
         klass, header, offset = _read_header(stream, path)
-        nbytes = int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
-        got = _drain(stream, path, _CHUNK)
+        shape, dtype = header.get_data_shape(), header.get_data_dtype()
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        scratch = np.empty(_CHUNK // dtype.itemsize * dtype.itemsize, dtype=np.uint8)
+        got, bad, nan, first = 0, 0, 0, None
+        while n := _read_into(stream, memoryview(scratch), path):
+            usable = max(0, min(n, nbytes - got)) // dtype.itemsize
+            if dtype.kind == "f" and usable:
+                values = scratch[: usable * dtype.itemsize].view(dtype)
+                if not np.isfinite(values.sum(dtype=np.float64)):
+                    nonfinite = ~np.isfinite(values)
+                    if nonfinite.any():
+                        if first is None:
+                            first = got // dtype.itemsize + int(np.argmax(nonfinite))
+                        bad += int(np.count_nonzero(nonfinite))
+                        nan += int(np.count_nonzero(np.isnan(values)))
+            got += n
     if got < nbytes:
         raise NiftiError(
-            f"{path}: data truncated: {offset + got} bytes found, {offset + nbytes} expected for shape {tuple(header.get_data_shape())}"
+            f"{path}: data truncated: {offset + got} bytes found, {offset + nbytes} expected for shape {tuple(shape)}"
         )
+    if bad:
+        voxel = tuple(int(i) for i in np.unravel_index(first, shape, order="F"))
+        raise NiftiError(_nonfinite_message(path, "image", bad, nan, voxel))
     return load_header(path)
 
 
@@ -259,6 +278,25 @@ def require_3d(img: nib.Nifti1Image, path: PathLike) -> None:
     """Raise :class:`NiftiError` unless ``img`` is 3D (a trailing singleton 4th axis is not accepted)."""
     if len(img.shape) != 3:
         raise NiftiError(f"{path}: image has shape {tuple(img.shape)}, a 3D image was expected")
+
+
+def require_finite(data: npt.NDArray, path: PathLike, what: str = "volume") -> None:
+    """Raise :class:`NiftiError` when a float array holds NaN or ±Inf (count and first voxel in the message).
+
+    NaN/Inf voxels are refused rather than replaced: any replacement value would
+    be a guess, every intensity statistic (mean, percentiles) of the image would
+    become NaN, and nnU-Net's dataset integrity check rejects such images.
+    """
+    if data.dtype.kind != "f" or np.isfinite(data.sum(dtype=np.float64)):  # one pass; a float64 sum of finite float32 values stays finite
+        return
+    bad = ~np.isfinite(data)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise NiftiError(_nonfinite_message(path, what, int(bad.sum()), int(np.isnan(data[bad]).sum()), first))
+
+
+def _nonfinite_message(path: PathLike, what: str, bad: int, nan: int, first: tuple[int, ...]) -> str:
+    return f"{path}: {what} holds {bad} non-finite voxels ({nan} NaN, {bad - nan} Inf; first at voxel {first}); finite values expected"
 
 
 def read_volume(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.float32]:

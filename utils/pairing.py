@@ -7,9 +7,17 @@ and written uint8 with the volume's affine. The info yaml records what was
 done: the source files, the alignment method and displacement, any
 qform/sform disagreement, and a ``history`` entry.
 
-Re-running writes the same files. A sample that later steps have already
-modified (label remap, binary masks, QC tools) is not overwritten unless
-asked, because that would silently undo their work.
+Re-running is resumable. The info yaml records under ``built_from`` what the
+sample was built from: name, size, modification time (ns) and CRC-32 of every
+archive file read (volume, mask, duplicate copies) and the parameters that
+shape the result; a file whose time changed but whose bytes did not (a copied
+archive) still counts as the same. A sample whose record matches the current archive and options, and
+whose volume and mask files exist, is up to date and left alone — also when
+later steps (label remap, binary masks, QC tools) have modified it since; only
+its metadata attributes are refreshed when the archive manifest changed them.
+A sample that is missing or whose sources changed is (re)built, unless later
+steps already modified it: rebuilding would silently undo their work, so it is
+refused without ``overwrite``.
 """
 
 from __future__ import annotations
@@ -21,18 +29,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from utils.alignment import GRID_TOL_VOXEL, align_mask_to_volume, qform_sform_mismatch_mm
+from utils.atomic import remove_stale_temporaries
 from utils.labels import check_labels
-from utils.nifti_io import load_nifti, read_mask, save_nifti, volume_values
-from utils.sample_info import SampleDir, history_entry, read_info, write_info
+from utils.nifti_io import NiftiError, load_nifti, read_mask, require_finite, save_nifti, volume_values
+from utils.sample_info import SampleDir, file_crc32, history_entry, read_info, write_info
 
-__all__ = ["PAIR_STEP", "PairJob", "write_pair"]
+__all__ = ["PAIR_STEP", "BUILD_RECORD", "PairJob", "build_record", "write_pair"]
 
 logger = logging.getLogger(__name__)
 
 #: ``history`` step name written by routine 02.
 PAIR_STEP = "confirm_pairs"
+
+#: Info-yaml key of what a sample was built from (archive files and parameters).
+BUILD_RECORD = "built_from"
 
 
 @dataclass(frozen=True)
@@ -72,17 +85,96 @@ class PairJob:
     duplicates: tuple[tuple[Path, Path | None], ...] = field(default_factory=tuple)
 
 
-def _later_steps(sample: SampleDir) -> list[str]:
+def _later_steps(sample: SampleDir, info: dict[str, Any] | None) -> list[str]:
     """History steps after routine 02 already applied to an existing sample, and binary masks present."""
-    steps: list[str] = []
-    if sample.info.is_file():
-        try:
-            steps = [str(h.get("step")) for h in read_info(sample.info).get("history") or [] if h.get("step") != PAIR_STEP]
-        except ValueError:
-            steps = []
+    steps = [str(h.get("step")) for h in (info or {}).get("history") or [] if isinstance(h, dict) and h.get("step") != PAIR_STEP]
     if sample.path.is_dir() and sample.binary_masks():
         steps.append("binary masks present")
     return steps
+
+
+def _file_stamp(path: Path, *, checksum: bool = True) -> dict[str, Any]:
+    """``{name, size, mtime_ns, crc32}`` of an archive file (``crc32`` only with ``checksum``)."""
+    try:
+        st = Path(path).stat()
+        stamp = {"name": Path(path).name, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+        if checksum:
+            stamp["crc32"] = file_crc32(path)
+    except OSError as exc:
+        raise NiftiError(f"{path}: archive file listed in the archive manifest cannot be read ({exc.strerror or exc}); re-run routine 01") from exc
+    return stamp
+
+
+def _stamp_change(old: Any, path: Path | None) -> str | None:
+    """None when ``path`` is the file ``old`` describes: same name and size, and same mtime or (else) same CRC-32."""
+    if old is None or path is None:
+        return None if old is None and path is None else f"was {old and old.get('name')}, is now {path and Path(path).name}"
+    now = _file_stamp(path, checksum=False)
+    changes = [f"{k} {old.get(k)} -> {now[k]}" for k in ("name", "size") if old.get(k) != now[k]]
+    if not changes and old.get("mtime_ns") != now["mtime_ns"]:
+        if old.get("crc32") == file_crc32(path):
+            return None  # same bytes, new time stamp (copied or touched archive)
+        changes.append(f"content (CRC-32) and mtime_ns {old.get('mtime_ns')} -> {now['mtime_ns']}")
+    return f"{now['name']} changed since the sample was built ({', '.join(changes)})" if changes else None
+
+
+def build_record(job: PairJob) -> dict[str, Any]:
+    """What ``job`` builds its sample from: archive files (name, size, mtime in ns, CRC-32) and the parameters.
+
+    Returns
+    -------
+    record : dict
+        ``{'volume': stamp, 'mask': stamp or None, 'duplicates': [[stamp, stamp or None]], 'params': {...}}``;
+        plain YAML types, stored as ``built_from`` in the info yaml.
+    """
+    return {
+        "volume": _file_stamp(job.volume),
+        "mask": None if job.mask is None else _file_stamp(job.mask),
+        "duplicates": [[_file_stamp(v), None if m is None else _file_stamp(m)] for v, m in job.duplicates],
+        "params": _build_params(job),
+    }
+
+
+def _build_params(job: PairJob) -> dict[str, Any]:
+    return {
+        "tol_voxel": float(job.tol_voxel),
+        "allow_resample": bool(job.allow_resample),
+        "allowed_labels": None if job.allowed_labels is None else sorted(int(v) for v in job.allowed_labels),
+    }
+
+
+def _plain_yaml(value: Any) -> Any:
+    """``value`` as it reads back from the info yaml (tuples -> lists, numpy scalars -> Python)."""
+    return yaml.safe_load(yaml.safe_dump(value, allow_unicode=True))
+
+
+def _why_not_up_to_date(sample: SampleDir, info: dict[str, Any], job: PairJob) -> str | None:
+    """None when the sample was built from these archive files and parameters and its outputs exist; else why not."""
+    old = info.get(BUILD_RECORD)
+    if not isinstance(old, dict):
+        return "its info yaml has no build record (written by an earlier version of routine 02)"
+    for role, path in (("volume", job.volume), ("mask", job.mask)):
+        change = _stamp_change(old.get(role), path)
+        if change:
+            return f"archive {role} {change}"
+    old_dups = old.get("duplicates") or []
+    if len(old_dups) != len(job.duplicates):
+        return f"it was compared with {len(old_dups)} duplicate archive copies, now {len(job.duplicates)}"
+    for (old_v, old_m), (v, m) in zip(old_dups, job.duplicates):
+        change = _stamp_change(old_v, v) or _stamp_change(old_m, m)
+        if change:
+            return f"duplicate archive copy {change}"
+    was_p, now_p = old.get("params") or {}, _plain_yaml(_build_params(job))
+    for key in ("tol_voxel", "allowed_labels"):
+        if was_p.get(key) != now_p[key]:
+            return f"it was built with {key} {was_p.get(key)}, now {now_p[key]}"
+    method = ((info.get("source") or {}).get("alignment") or {}).get("method")
+    if method == "resampled" and not now_p["allow_resample"]:
+        return "its mask was resampled onto the volume grid, and resampling is not allowed now"
+    missing = [p.name for p in (sample.volume, sample.mask if job.mask is not None else None) if p is not None and not p.is_file()]
+    if missing:
+        return f"output file(s) {missing} are missing"
+    return None
 
 
 def _compare_copies(job: PairJob, volume_data: np.ndarray, volume_affine: np.ndarray, mask_data: np.ndarray | None) -> list[str]:
@@ -105,28 +197,47 @@ def _compare_copies(job: PairJob, volume_data: np.ndarray, volume_affine: np.nda
 
 
 def write_pair(job: PairJob) -> dict[str, Any]:
-    """Write ``{ID}_volume.nii.gz``, ``{ID}_mask.nii.gz`` and ``{ID}_info.yaml`` for one sample.
+    """Write ``{ID}_volume.nii.gz``, ``{ID}_mask.nii.gz`` and ``{ID}_info.yaml`` for one sample, unless up to date.
 
     Returns
     -------
     summary : dict
-        ``alignment`` method and ``warnings`` (also written to the info yaml).
+        ``status`` (``'written'``, ``'up to date'``, ``'attributes updated'``),
+        and when written the ``alignment`` method and ``warnings`` (also in the info yaml).
 
     Raises
     ------
     ValueError
-        Bad input: unreadable file, non-integer or disallowed mask values,
-        grids that do not match, sample already modified by later steps.
+        Bad input: unreadable file, NaN/Inf volume voxels, non-integer or
+        disallowed mask values, grids that do not match, a sample already
+        modified by later steps whose sources or parameters changed.
     """
     sample = SampleDir(Path(job.sample_dir))
-    later = _later_steps(sample)
+    if sample.path.is_dir():
+        remove_stale_temporaries(sample.path)
+    try:
+        old_info = read_info(sample.info) if sample.info.is_file() else None
+    except ValueError:
+        old_info = None  # unreadable info yaml: the sample is rebuilt (or refused when later steps left binary masks)
+    why = "the sample folder has no info yaml" if old_info is None else _why_not_up_to_date(sample, old_info, job)
+    if why is None and not job.overwrite:
+        fresh = {k: v for k, v in _plain_yaml({"ID": sample.id, **job.info}).items()}
+        if all(old_info.get(k) == v for k, v in fresh.items()):
+            return {"status": "up to date"}
+        changed = sorted(k for k, v in fresh.items() if old_info.get(k) != v)
+        write_info(sample.info, {**old_info, **fresh})
+        logger.info("%s: up to date; attributes %s updated from the archive manifest", sample.id, changed)
+        return {"status": "attributes updated", "attributes": changed}
+    later = _later_steps(sample, old_info)
     if later and not job.overwrite:
         raise ValueError(
-            f"{sample.path}: already processed by later steps ({', '.join(later)}); "
+            f"{sample.path}: already processed by later steps ({', '.join(later)}) and not up to date: {why}; "
             "rebuilding would undo them — pass --overwrite to rebuild it from the archive"
         )
+    record = build_record(job)  # before reading: the record describes the bytes read, never newer ones
     vol_img = load_nifti(job.volume)
     volume = volume_values(vol_img, job.volume)  # int16 stays int16: cast to float32 slab by slab when written
+    require_finite(volume, job.volume)  # integers are always finite: a no-op for them
     info: dict[str, Any] = {"ID": sample.id, **job.info}
     warnings: list[str] = []
     source: dict[str, Any] = {"volume": str(job.volume), "mask": str(job.mask) if job.mask else None}
@@ -156,6 +267,10 @@ def write_pair(job: PairJob) -> dict[str, Any]:
             warnings.append(f"{job.mask}: resampled onto the volume grid with nearest neighbour")
     warnings.extend(_compare_copies(job, volume, vol_img.affine, mask_out))
     sample.path.mkdir(parents=True, exist_ok=True)
+    if old_info is not None or sample.info.exists():
+        # From here until the new info yaml is written the folder is not a finished sample: a kill
+        # leaves no info yaml whose history or build record would describe files it no longer holds.
+        sample.info.unlink()
     if later:  # --overwrite: remove outputs of later steps that the rebuild makes stale
         for _idx, (_short, path) in sample.binary_masks().items():
             path.unlink()
@@ -166,8 +281,9 @@ def write_pair(job: PairJob) -> dict[str, Any]:
         sample.mask.unlink()
     info["source"] = source
     info["warnings"] = warnings
+    info[BUILD_RECORD] = record
     info["history"] = [history_entry(PAIR_STEP, allow_resample=job.allow_resample, tol_voxel=job.tol_voxel)]
     write_info(sample.info, info)
     for w in warnings:
         logger.warning("%s: %s", sample.id, w)
-    return {"alignment": source.get("alignment", {}).get("method") if job.mask else None, "warnings": warnings}
+    return {"status": "written", "alignment": source.get("alignment", {}).get("method") if job.mask else None, "warnings": warnings}

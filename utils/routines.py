@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import SKIPPED_SHEET, ArchiveScan
-from utils.binary_masks import extract_sample_binary_masks
+from utils.archive_scan import SKIPPED_SHEET, ArchiveScan, with_skipped_candidates
+from utils.binary_masks import UP_TO_DATE, extract_sample_binary_masks
 from utils.cli import add_common_args, fail, run_per_sample, setup_logging
 from utils.dataset_manifest import build_dataset_manifest
 from utils.labels import LabelMap, install_label_map
 from utils.lazy_import import lazy_import
+from utils.output_paths import check_output_dir, check_output_file
 from utils.pairing import PairJob, write_pair
 from utils.sample_info import find_samples
 from utils.splits import extract_index_manifests
@@ -66,6 +67,9 @@ def extract_binary_masks_main(argv: Sequence[str] | None, description: str | Non
     report = run_per_sample(
         [s for s in samples if s.mask.is_file()], work, desc="binary masks", workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar
     )
+    fresh = [sid for sid, summary in report.results.items() if str(summary).startswith(UP_TO_DATE)]
+    if fresh:
+        logger.info("%d sample(s) skipped, their binary masks are up to date with their mask: %s", len(fresh), ", ".join(fresh))
     return report.exit_code()
 
 
@@ -78,6 +82,7 @@ def dataset_manifest_main(argv: Sequence[str] | None, description: str | None, i
     args = add_common_args(parser).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_output_file(args.output_manifest_file, "--output_manifest_file")
         report = build_dataset_manifest(
             args.root_dir, args.output_manifest_file, info_columns, workers=args.workers, skip_invalid=args.skip_invalid, show_progress=not args.no_pbar
         )
@@ -99,6 +104,7 @@ def index_manifests_main(argv: Sequence[str] | None, description: str | None) ->
     args = add_common_args(parser, workers=False).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_output_dir(args.output_index_manifest_dir, "--output_index_manifest_dir")
         written = extract_index_manifests(args.manifest_file, args.split_name, args.subsets, args.output_index_manifest_dir)
     except (ValueError, OSError) as exc:
         return fail(str(exc))
@@ -135,6 +141,11 @@ def write_archive_manifest(
     logger.info("wrote %s: %d files in %s, %d in %s", output_file, len(manifest), MAIN_SHEET, len(skipped), SKIPPED_SHEET)
     for _, row in skipped.iterrows():
         logger.warning("skipped %s: %s", row["file_path"], row["reason"])
+    if len(skipped):
+        logger.warning(
+            "%d of %d NIfTI files could not be used; they are listed with the reason in sheet %s of %s "
+            "(routine 02 names the samples that lack them)", len(skipped), len(skipped) + len(manifest), SKIPPED_SHEET, output_file,
+        )  # fmt: skip
     label_map = output_file.parent / "label_map.yaml"
     status = install_label_map(label_map_source, label_map)
     logger.info("label map %s: %s", label_map, {"written": "written", "identical": "already up to date", "kept": "exists and differs from the descriptor; kept as edited"}[status])
@@ -167,7 +178,11 @@ def confirm_pairs(jobs: Sequence[PairJob], problems: Mapping[str, str], output_d
         0 when every archive sample was written, 1 otherwise (after writing all good ones).
     """
     report = run_per_sample(jobs, write_pair, desc="confirm pairs", workers=workers, key=lambda j: j.sample_dir.name, show_progress=show_progress)
-    logger.info("grouped dataset in %s: %d samples written", output_dir, len(report.results))
+    status = [r.get("status") for r in report.results.values()]
+    logger.info(
+        "grouped dataset in %s: %d samples written, %d up to date (skipped), %d up to date with attributes updated",
+        output_dir, status.count("written"), status.count("up to date"), status.count("attributes updated"),
+    )  # fmt: skip
     if problems:
         logger.error("%d archive sample(s) could not be paired and were not written:", len(problems))
         for sid, reason in problems.items():
@@ -181,6 +196,7 @@ def confirm_pairs_main(
     default_rules: Path,
     load_rules: Callable[[Path], Any],
     make_jobs: Callable[..., tuple[list[PairJob], dict[str, str]]],
+    parse_path: Callable[[Path, Any], tuple[dict[str, Any] | None, str | None]] | None = None,
 ) -> int:
     """Every routine 02: ``--root_dir --output_dir --archive_manifest`` (+ pairing options, ``--rules``).
 
@@ -196,6 +212,10 @@ def confirm_pairs_main(
     make_jobs : callable
         ``(manifest, archive_root, output_dir, rules, *, allow_resample, overwrite, tol_voxel)``
         -> ``(jobs, problems)``: the dataset's pairing.
+    parse_path : callable, optional
+        ``(path relative to the archive, rules) -> (fields, reason)``: the dataset's path rule, used to
+        tell which sample a file of routine 01's ``Skipped`` sheet belonged to (that sample is then
+        reported with routine 01's reason, never written without it).
     """
     parser = _parser(description)
     parser.add_argument("--root_dir", type=Path, required=True, help="archive folder (root_dir/archive)")
@@ -205,8 +225,14 @@ def confirm_pairs_main(
     args = add_common_args(add_pairing_args(parser)).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_output_dir(args.output_dir, "--output_dir")
         rules = load_rules(args.rules)
         manifest = read_sheet(args.archive_manifest)
+        if parse_path is not None:
+            skipped = read_sheet(args.archive_manifest, SKIPPED_SHEET, missing_ok=True)
+            manifest = with_skipped_candidates(manifest, skipped, lambda rel: parse_path(rel, rules))
+        if manifest.empty:
+            return fail(f"{args.archive_manifest}: sheet {MAIN_SHEET!r} lists no archive file; nothing to pair (run routine 01 on an archive holding NIfTI files)")
         jobs, problems = make_jobs(
             manifest, args.root_dir, args.output_dir, rules,
             allow_resample=args.resample_mismatched_masks, overwrite=args.overwrite, tol_voxel=args.grid_tol,
@@ -250,11 +276,20 @@ def archive_manifest_main(
     setup_logging(args.verbose - args.quiet)
     if not args.root_dir.is_dir():
         return fail(f"--root_dir is not a folder: {args.root_dir}")
+    label_map = args.output_manifest_file.parent / "label_map.yaml"
     try:
+        check_output_file(args.output_manifest_file, "--output_manifest_file")
+        if label_map.exists():
+            LabelMap.load(label_map)  # an edited copy must be valid: say so now, not after reading the archive
         result = scan(args, load_rules(args.rules))
+        if result.manifest.empty and result.skipped.empty:
+            return fail(f"--root_dir {args.root_dir}: no NIfTI file (.nii, .nii.gz) found below it; nothing written")
+        write_archive_manifest(args.output_manifest_file, result.manifest, result.skipped, descriptor_dir / "label_map.yaml", result.extra_sheets)
     except (ValueError, OSError) as exc:
         return fail(str(exc))
-    write_archive_manifest(args.output_manifest_file, result.manifest, result.skipped, descriptor_dir / "label_map.yaml", result.extra_sheets)
-    for error in result.errors:
+    errors = list(result.errors)
+    if result.manifest.empty:
+        errors.append(f"none of the {len(result.skipped)} NIfTI files below {args.root_dir} can be used (see sheet {SKIPPED_SHEET})")
+    for error in errors:
         logger.error("%s", error)
-    return 1 if result.errors else 0
+    return 1 if errors else 0

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 from utils.cli import add_common_args, fail, run_main, run_per_sample, setup_logging
 from utils.connected_regions import CONNECTIVITY_3D, DEFAULT_CONNECTIVITY_3D
 from utils.lazy_import import lazy_import
+from utils.output_paths import check_output_file
 from utils.mask_qc import REPORT_COLUMNS, small_region_rows, threads_per_sample
 from utils.sample_info import find_samples
 from utils.spreadsheet import MAIN_SHEET, write_sheets
@@ -50,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_output_file(args.output_manifest, "--output_manifest")
         samples = find_samples(args.root_dir)
-    except OSError as exc:
+    except (ValueError, OSError) as exc:
         return fail(str(exc))
     with_mask = [s for s in samples if s.mask.is_file()]
     if len(with_mask) < len(samples):

@@ -21,12 +21,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from utils.lazy_import import lazy_import
-from utils.spreadsheet import MAIN_SHEET, add_sheet, read_sheet, write_sheets
+from utils.spreadsheet import MAIN_SHEET, add_sheet, is_missing, read_sheet, require_columns, write_sheets
 
 pd = lazy_import("pandas")
 
 __all__ = [
     "SUBSETS",
+    "check_sample_ids",
     "round_half_up",
     "grouped_random_split",
     "write_split_sheet",
@@ -37,6 +38,24 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SUBSETS = ("train", "val", "test")
+
+def check_sample_ids(frame: pd.DataFrame, hint: str = "regenerate the dataset manifest") -> None:
+    """Refuse a manifest table without an ``ID`` column, or with empty or repeated ``ID`` values.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and sheet (``frame.attrs['source']``) and the problem.
+    """
+    require_columns(frame, ["ID"], hint)
+    source = frame.attrs.get("source", "table")
+    empty = [i + 2 for i, v in enumerate(frame["ID"]) if is_missing(v) or str(v).strip() == ""]
+    if empty:
+        raise ValueError(f"{source}: empty ID in Excel row(s) {empty[:10]}{' …' if len(empty) > 10 else ''}; {hint}")
+    ids = [str(v) for v in frame["ID"]]
+    repeated = sorted({v for v in ids if ids.count(v) > 1}) if len(set(ids)) < len(ids) else []
+    if repeated:
+        raise ValueError(f"{source}: ID value(s) {repeated[:10]} occur more than once; {hint}")
 
 
 def round_half_up(x: float) -> int:
@@ -94,6 +113,7 @@ def write_split_sheet(manifest_file: Path, split_name: str, rows: pd.DataFrame, 
     ValueError
         No rows, a label outside train/val/test, a column already named ``split_name``.
     """
+    check_sample_ids(rows, "regenerate it with the dataset-manifest routine")
     if rows.empty:
         raise ValueError(f"split {split_name!r}: no sample of {manifest_file} matches the selection")
     bad = sorted({str(v) for v in labels if v not in SUBSETS})
@@ -147,8 +167,8 @@ def extract_index_manifests(
         sample; then nothing is written and the message names every empty subset.
     """
     frame = read_sheet(manifest_file, split_name)
-    if split_name not in frame.columns:
-        raise ValueError(f"{manifest_file}: sheet {split_name!r} has no column {split_name!r}")
+    require_columns(frame, [split_name], "re-run the split routine")
+    check_sample_ids(frame, "re-run the dataset-manifest and split routines")
     present = set(frame[split_name].dropna().astype(str))
     empty = sorted({s for group in subset_groups for s in group if s not in present})
     if empty:

@@ -4,14 +4,23 @@ Every cell is written with an explicit type: text that starts with ``=`` (a
 metadata sheet may hold one) is stored as a string cell, so Excel shows it and
 never evaluates it, and it reads back unchanged. Lists and matrices are written
 as JSON text (see :func:`format_list`). Missing values are empty cells.
+
+Identical content gives identical bytes: the workbook's creation/modification
+times and the date of every zip entry are set to :data:`FIXED_TIMESTAMP`
+(1980-01-01, the zip epoch), so that versioning tools (git-annex, DVC) see no
+change when a routine is re-run on the same data.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import io
 import json
 import logging
 import math
-from collections.abc import Mapping
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +43,58 @@ __all__ = [
     "format_list",
     "parse_list",
     "is_missing",
+    "require_columns",
+    "FIXED_TIMESTAMP",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Name of the primary worksheet of every manifest.
 MAIN_SHEET = "Manifest"
+
+#: Creation/modification time written into every workbook and zip entry (reproducible bytes).
+FIXED_TIMESTAMP = _dt.datetime(1980, 1, 1)
+
+_CORE_TIME_RE = re.compile(rb"(<dcterms:(created|modified)\b[^>]*>)[^<]*(</dcterms:\2>)")
+
+
+def _save_reproducibly(wb, path: Path) -> None:
+    """``wb.save`` with fixed timestamps: workbook properties and zip entry dates (no other change)."""
+    wb.properties.created = FIXED_TIMESTAMP
+    buffer = io.BytesIO()
+    wb.save(buffer)  # openpyxl stamps 'modified' with the current time and each zip entry with the clock
+    stamp = FIXED_TIMESTAMP.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = _CORE_TIME_RE.sub(rb"\g<1>" + stamp + rb"\g<3>", data)
+            entry = zipfile.ZipInfo(info.filename, date_time=FIXED_TIMESTAMP.timetuple()[:6])
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = info.external_attr
+            dst.writestr(entry, data)
+
+
+def _require_xlsx(path: Path) -> None:
+    if not path.name.lower().endswith(".xlsx"):
+        raise ValueError(f"{path}: the workbook is written in .xlsx format; give a file name ending in .xlsx")
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], hint: str = "") -> None:
+    """Raise ``ValueError`` naming the table (``frame.attrs['source']``) when ``columns`` are missing.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        A table from :func:`read_sheet` (its ``attrs['source']`` names file and sheet).
+    columns : sequence of str
+    hint : str
+        What to do, e.g. ``regenerate it with routine 05``.
+    """
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        source = frame.attrs.get("source", "table")
+        raise ValueError(f"{source} lacks column(s) {missing} (found {len(frame.columns)} columns){'; ' + hint if hint else ''}")
 
 
 def is_missing(value: Any) -> bool:
@@ -99,13 +154,15 @@ def write_sheets(path: PathLike, sheets: Mapping[str, pd.DataFrame]) -> None:
     sheets : mapping of str to DataFrame
         Sheet name -> table (the header row is the column names; the index is not written).
     """
+    path = Path(path)
+    _require_xlsx(path)
     wb = openpyxl.Workbook()
     wb.remove(wb.active)
     for name, frame in sheets.items():
         _check_frame(frame, name)
         _fill_sheet(wb.create_sheet(title=name), frame)
     with atomic_path(path) as tmp:
-        wb.save(tmp)
+        _save_reproducibly(wb, tmp)
 
 
 def _open_workbook(path: Path):
@@ -167,12 +224,15 @@ def add_sheet(path: PathLike, name: str, frame: pd.DataFrame, *, protected: tupl
         ws = wb.create_sheet(title=name)
     _fill_sheet(ws, frame)
     with atomic_path(path) as tmp:
-        wb.save(tmp)
+        _save_reproducibly(wb, tmp)
     return replaced
 
 
-def read_sheet(path: PathLike, sheet: str = MAIN_SHEET) -> pd.DataFrame:
+def read_sheet(path: PathLike, sheet: str = MAIN_SHEET, *, missing_ok: bool = False) -> pd.DataFrame | None:
     """Read one worksheet as a DataFrame of Python objects (empty cells -> None).
+
+    ``frame.attrs['source']`` names the file and the sheet (for messages).
+    With ``missing_ok``, a workbook without that sheet gives None.
 
     Raises
     ------
@@ -187,12 +247,16 @@ def read_sheet(path: PathLike, sheet: str = MAIN_SHEET) -> pd.DataFrame:
     try:
         with pd.ExcelFile(path, engine="openpyxl") as xls:
             if sheet not in xls.sheet_names:
+                if missing_ok:
+                    return None
                 raise ValueError(f"{path}: no worksheet {sheet!r} (found: {', '.join(xls.sheet_names)})")
             frame = pd.read_excel(xls, sheet_name=sheet, dtype=object)
     except (openpyxl_exceptions.InvalidFileException, KeyError, OSError) as exc:
         raise ValueError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
     frame.columns = [str(c) for c in frame.columns]
-    return frame.astype(object).where(frame.notna(), None)
+    frame = frame.astype(object).where(frame.notna(), None)
+    frame.attrs["source"] = f"{path} (sheet {sheet!r})"
+    return frame
 
 
 def format_list(values) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import sys
 from pathlib import Path
 
@@ -16,7 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 from utils.cli import add_common_args, fail, run_main, run_per_sample, setup_logging
 from utils.sample_info import find_samples
 from verse.archive import DESCRIPTOR_DIR, VerseRules
-from verse.label_revision import revise_sample_labels
+from verse.label_revision import ALREADY_REVISED, revise_sample_labels
+
+
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     work = functools.partial(revise_sample_labels, mapping=rules.label_revision, raw_range=rules.raw_labels)
     report = run_per_sample(samples, work, desc="revise labels", workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar)
+    skipped = [sid for sid, summary in report.results.items() if summary.startswith(ALREADY_REVISED)]
+    if skipped:
+        logger.info("%d sample(s) already revised, skipped (the remap is never applied twice): %s", len(skipped), ", ".join(skipped))
     return report.exit_code()
 
 

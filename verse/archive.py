@@ -21,7 +21,9 @@ from utils.archive_scan import add_affine_diff_norm, pair_volumes_and_masks, sca
 from utils.lazy_import import lazy_import
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
-from utils.spreadsheet import is_missing
+from utils.metadata_sheets import SheetIssue, canonical_id, checked_value, read_metadata_sheet
+from utils.spreadsheet import is_missing, require_columns
+from utils.yaml_files import load_yaml_file
 
 pd = lazy_import("pandas")
 
@@ -72,7 +74,7 @@ class VerseRules:
     def load(cls, path: PathLike = DESCRIPTOR_DIR / "archive.yaml") -> "VerseRules":
         """Read the rules file; raise ``ValueError`` naming it when a key is missing."""
         path = Path(path)
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml_file(path, "VerSe rules")
         try:
             return cls(
                 folders={str(k): dict(v) for k, v in data["folders"].items()},
@@ -194,7 +196,12 @@ def load_participants(path: Path, rules: VerseRules) -> dict[tuple[str, str], di
     """Sex and age per scan ``(subject, split or '')`` from the VerSe19 spreadsheet.
 
     When ``verse_ID`` differs from ``subject_ID`` the scan is
-    ``sub-verse<subject_ID>_split-verse<verse_ID>``.
+    ``sub-verse<subject_ID>_split-verse<verse_ID>``. The table is untrusted
+    input read by the rules of :mod:`utils.metadata_sheets` (as ESO's metadata
+    sheets): formulas are never evaluated (a live formula is read as its text),
+    a subject listed twice with different values gets no value, implausible
+    sex/age values (too long, an age outside 0-150) are left empty; every such
+    cell is logged as a warning naming the file, row, column and value.
 
     Raises
     ------
@@ -203,20 +210,49 @@ def load_participants(path: Path, rules: VerseRules) -> dict[tuple[str, str], di
     """
     spec = rules.participants
     cols, prefix = spec["columns"], spec["subject_prefix"]
-    table = _read_table(path, spec.get("sheet"))
-    if cols["verse_id"] not in table.columns:
-        raise ValueError(f"{path}: column {cols['verse_id']!r} not found (columns: {list(table.columns)})")
+    records, issues = _participant_records(Path(path), cols["verse_id"], spec.get("sheet"))
+    for issue in issues:
+        issue.log()
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for _, row in table.iterrows():
-        verse = _verse_number(row.get(cols["verse_id"]), prefix)
+    for pid, attrs in records.items():
+        verse = _verse_number(pid, prefix)
         if verse is None:
             continue
-        subject = _verse_number(row.get(cols.get("subject_id", "")), prefix) or verse
+        subject = _verse_number(attrs.get(cols.get("subject_id", "")), prefix) or verse
         key = (subject, "" if subject == verse else verse)
-        sex = row.get(cols["sex"])
-        age = row.get(cols["age"])
+        sex = attrs.get(cols["sex"])
+        age = attrs.get(cols["age"])
         out[key] = {"sex": None if is_missing(sex) else str(sex).strip(), "age": None if is_missing(age) else _number(age)}
     return out
+
+
+def _participant_records(path: Path, id_column: str, sheet: str | None) -> tuple[dict[str, dict[str, Any]], list[SheetIssue]]:
+    """Canonical verse id -> checked attributes (other columns), and the issues found."""
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        try:
+            with pd.ExcelFile(path, engine="openpyxl") as xls:
+                names = list(xls.sheet_names)
+        except Exception as exc:
+            raise ValueError(f"{path}: cannot read table ({exc})") from exc
+        table = read_metadata_sheet(path, [id_column], sheet=sheet if sheet in names else None)
+        errors = [i for i in table.issues if i.severity == "error"]
+        if errors or not table.usable:
+            raise ValueError(errors[0].message() if errors else f"{path}: column {id_column!r} not found")
+        return table.rows, table.issues
+    frame = _read_table(path, None)
+    if id_column not in frame.columns:
+        raise ValueError(f"{path}: column {id_column!r} not found (columns: {list(frame.columns)})")
+    issues: list[SheetIssue] = []
+    records: dict[str, dict[str, Any]] = {}
+    for i, row in enumerate(frame.itertuples(index=False), start=2):
+        values = dict(zip(frame.columns, row))
+        pid = canonical_id(None if is_missing(values[id_column]) else values[id_column])
+        if pid is None:
+            continue
+        records[pid] = {
+            str(c): checked_value(None if is_missing(v) else v, path.name, i, pid, str(c), issues) for c, v in values.items() if c != id_column
+        }
+    return records, issues
 
 
 def _number(value: Any) -> Any:
@@ -262,7 +298,9 @@ def pair_jobs(
     problems : dict of str to str
         Scan ID -> why it cannot be paired (missing volume or mask, several candidates).
     """
-    keep = manifest[manifest["suffix"].astype(str).map(lambda v: any(p in v for p in rules.pair_suffixes))].copy()
+    require_columns(manifest, ("file_path", "archive", "subset", "subject", "split", "suffix", "type"), "regenerate it with routine 01")
+    wanted = manifest["suffix"].astype(str).map(lambda v: any(p in v for p in rules.pair_suffixes)).astype(bool)
+    keep = manifest[wanted].copy()
     keep["split"] = keep["split"].map(lambda v: "" if is_missing(v) else str(v))
     pairs, unpaired = pair_volumes_and_masks(keep, ["subject", "split", "archive"])
     jobs: list[PairJob] = []
@@ -384,9 +422,6 @@ def official_split(manifest: pd.DataFrame, inclusion: str | None) -> tuple[pd.Da
         column, flag = "subset", None
     else:
         column, flag = f"{inclusion.lower()}_subset", f"in_{inclusion.lower()}"
-    needed = [c for c in (column, flag) if c]
-    missing = [c for c in needed if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"dataset manifest lacks column(s) {missing}; regenerate it with routine 05")
+    require_columns(manifest, [c for c in (column, flag) if c], "regenerate it with routine 05")
     rows = manifest if flag is None else manifest[manifest[flag].map(lambda v: not is_missing(v) and int(v) == 1)]
     return rows, [str(v) for v in rows[column]]

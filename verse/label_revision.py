@@ -13,18 +13,21 @@ import logging
 
 import numpy as np
 
+from utils.atomic import remove_stale_temporaries
 from utils.label_stats import label_stats
 from utils.labels import check_labels, remap_labels
 from utils.nifti_io import header_descrip, load_nifti, read_mask, save_nifti
 from utils.sample_info import SampleDir, has_step, history_entry, read_info, write_info
 
-__all__ = ["REVISION_STEP", "REVISION_MARKER", "revise_sample_labels"]
+__all__ = ["REVISION_STEP", "REVISION_MARKER", "ALREADY_REVISED", "revise_sample_labels"]
 
 logger = logging.getLogger(__name__)
 
 REVISION_STEP = "reduce_sacrum_coccyx_and_revise_T13"
 #: Written to the header ``descrip`` of a revised mask.
 REVISION_MARKER = "verse-labels-revised(26,27->0;28->26)"
+#: Start of the summary of a sample that was already revised (skipped).
+ALREADY_REVISED = "already revised"
 
 
 def revise_sample_labels(sample: SampleDir, mapping: dict[int, int], raw_range: tuple[int, int]) -> str:
@@ -49,12 +52,15 @@ def revise_sample_labels(sample: SampleDir, mapping: dict[int, int], raw_range: 
         Missing mask, values outside ``raw_range``, binary masks already
         extracted (they would become stale: run routine 03 before 04).
     """
+    remove_stale_temporaries(sample.path)
     info = read_info(sample.info) if sample.info.is_file() else {}
+    if not sample.mask.is_file():
+        raise FileNotFoundError(f"{sample.mask}: mask file missing")
     img = load_nifti(sample.mask)
     if REVISION_MARKER in header_descrip(img) or has_step(info, REVISION_STEP):
         if REVISION_MARKER in header_descrip(img) and not has_step(info, REVISION_STEP):
             _record(sample, info, mapping)  # crash between mask and info write: complete the record
-        return "already revised; skipped (applying the remap twice would turn T13 into background)"
+        return f"{ALREADY_REVISED}; skipped (applying the remap twice would turn T13 into background)"
     if sample.binary_masks():
         raise ValueError(
             f"{sample.path}: binary masks already exist; routine 03 must run before routine 04 "

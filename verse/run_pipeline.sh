@@ -14,6 +14,8 @@ $py "$here/03_reduce_sacrum_cocygis_and_revise_T13_label.py" --root_dir "$root_d
 $py "$here/04_extract_binary_masks.py" --root_dir "$root_dir/grouped" --label_explanation "$root_dir/descriptor/label_map.yaml" "${w[@]}"
 # [Additional] mask denoising and quality optimization (runs when the QC tools are present)
 if [ -f "$repo/utils/small_connected_region_detect.py" ] && [ -f "$repo/utils/morphological_close_on_slice_small_region.py" ]; then
+  # the report before the repair is written once: on a re-run the masks are already repaired (delete it to redo it)
+  [ -f "$root_dir/descriptor/small_connected_region_100_manifest.xlsx" ] ||
   $py "$repo/utils/small_connected_region_detect.py" --root_dir "$root_dir/grouped" --region_volume_thresh 100.0 --output_manifest "$root_dir/descriptor/small_connected_region_100_manifest.xlsx"
   $py "$repo/utils/morphological_close_on_slice_small_region.py" --root_dir "$root_dir/grouped" --output_dir "$root_dir/grouped" --kernel_size 5 5 --filter_halfedge 3 --region_area_thresh 2.0
   $py "$repo/utils/small_connected_region_detect.py" --root_dir "$root_dir/grouped" --region_volume_thresh 100.0 --output_manifest "$root_dir/descriptor/small_connected_region_100_after_modification_manifest.xlsx"

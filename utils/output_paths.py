@@ -1,0 +1,89 @@
+"""Check output paths before the long work: a routine must not read a whole archive and then fail to write.
+
+:func:`check_output_file` and :func:`check_output_dir` write and delete a hidden
+probe file in the output folder (or in its nearest existing ancestor, where the
+routine will have to create it), which is the only test that holds for every
+case (missing permission, read-only file system, a file where a folder is
+expected, ACLs, running as root). Nothing is created.
+Problems are raised as :class:`OutputPathError`, one line naming the option,
+the path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from utils.aliases import PathLike
+
+__all__ = ["OutputPathError", "check_output_file", "check_output_dir"]
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written; the message names the option and the path."""
+
+
+def _probe_folder(folder: Path, option: str) -> None:
+    """Write + delete a probe file in ``folder``, or in its nearest existing ancestor when it does not exist yet.
+
+    Creating the missing folders later needs exactly that permission; nothing
+    is created now, so a run that stops at a later check leaves no empty folder.
+    """
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise OutputPathError(f"{option} {folder}: cannot create the folder, {existing} is not a folder")
+    probe = existing / f".write-probe.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        with open(probe, "wb") as fh:
+            fh.write(b"probe")
+    except OSError as exc:
+        what = "write in this folder" if existing == folder else f"create the folder (in {existing})"
+        raise OutputPathError(f"{option} {folder}: cannot {what} ({exc.strerror or exc})") from exc
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+
+
+def check_output_file(path: PathLike, option: str, suffix: str | None = ".xlsx") -> Path:
+    """Check that ``path`` can be written (its folder exists or can be created) and has the right file-name ending.
+
+    Parameters
+    ----------
+    path : str or Path
+        File the routine will write (replaced atomically).
+    option : str
+        Command-line option that gave it (``--output_manifest_file``), for the message.
+    suffix : str or None
+        Required ending (case-insensitive), e.g. ``.xlsx``: the file is written in
+        that format whatever its name says, so another name would mislead.
+
+    Returns
+    -------
+    path : Path
+
+    Raises
+    ------
+    OutputPathError
+    """
+    path = Path(path)
+    if suffix is not None and not path.name.lower().endswith(suffix):
+        raise OutputPathError(f"{option} {path}: the file is written as {suffix}; give a name ending in {suffix}")
+    if path.is_dir():
+        raise OutputPathError(f"{option} {path}: is a folder; a file name ending in {suffix or 'the right suffix'} was expected")
+    _probe_folder(path.parent, option)
+    return path
+
+
+def check_output_dir(path: PathLike, option: str) -> Path:
+    """Check that the folder ``path`` exists or can be created, and can be written into.
+
+    Raises
+    ------
+    OutputPathError
+    """
+    path = Path(path)
+    _probe_folder(path, option)
+    return path
