@@ -291,7 +291,7 @@ def test_a_worker_without_the_repository_on_its_path_is_told_to_set_pythonpath(t
         "import pickle, sys\n"
         "probe, spec, task = pickle.loads(open('probe.pkl', 'rb').read())\n"
         "print(probe(spec)['error'])\n"
-        "print(pickle.loads(task(b''))[1])\n"
+        "print(pickle.loads(task(b'', b''))[1])\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.splitlines()

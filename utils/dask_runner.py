@@ -173,9 +173,9 @@ def make_task(repo: str) -> Callable[[bytes], bytes]:
 
     Recent schedulers unpickle the task graph; so that a scheduler started
     without this repository on its path can run ours, what it sees is this
-    standard-library function and bytes: ``(work, item, spec)`` pickled on the
-    client, unpickled on the worker (which then imports ``utils``), and the
-    outcome pickled back.
+    standard-library function and bytes: the item, and ``(work, spec)``
+    (pickled once for all tasks) pickled on the client, unpickled on the
+    worker (which then imports ``utils``), and the outcome pickled back.
 
     Parameters
     ----------
@@ -183,15 +183,15 @@ def make_task(repo: str) -> Callable[[bytes], bytes]:
         Repository root, named in the message when a worker cannot import ``utils``.
     """
 
-    def run_task(payload: bytes) -> bytes:
+    def run_task(item: bytes, shared: bytes) -> bytes:
         import pickle
 
         try:
             from utils.dask_runner import run_item_on_worker
         except ImportError as exc:
             return pickle.dumps(("probe", f"cannot import utils.dask_runner ({exc}): start the workers with PYTHONPATH={repo}", []))
-        work, item, spec = pickle.loads(payload)
-        return pickle.dumps(run_item_on_worker(item, work=work, spec=spec))
+        work, spec = pickle.loads(shared)
+        return pickle.dumps(run_item_on_worker(pickle.loads(item), work=work, spec=spec))
 
     return run_task
 
@@ -216,12 +216,15 @@ class _RecordCollector(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread != self.thread:
             return
-        portable = logging.makeLogRecord(record.__dict__)
-        portable.msg, portable.args = record.getMessage(), None
-        if record.exc_info:
-            portable.exc_text = logging.Formatter().formatException(record.exc_info)
-        portable.exc_info = None
-        self.records.append(portable)
+        try:
+            portable = logging.makeLogRecord(record.__dict__)
+            portable.msg, portable.args = record.getMessage(), None
+            if record.exc_info:
+                portable.exc_text = logging.Formatter().formatException(record.exc_info)
+            portable.exc_info = None
+            self.records.append(portable)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
 
 
 @contextlib.contextmanager
@@ -463,8 +466,8 @@ def run_on_dask(
                         address, n_workers, ", ".join(spec["output_dirs"] + [p for p, _ in spec["input_dirs"] if p not in spec["output_dirs"]]) or "-",
                         len(items))  # fmt: skip
             keys = [f"{desc}-{i}-{spec['token']}" for i in range(len(items))]
-            payloads = [cloudpickle.dumps((func, item, spec)) for item in items]
-            futures = client.map(make_task(REPO_ROOT), payloads, key=keys, pure=False)
+            shared = cloudpickle.dumps((func, spec))
+            futures = client.map(make_task(REPO_ROOT), [cloudpickle.dumps(item) for item in items], key=keys, pure=False, shared=shared)
             index = {fut.key: i for i, fut in enumerate(futures)}
             for fut in distributed.as_completed(futures, loop=client.loop):
                 i = index[fut.key]
