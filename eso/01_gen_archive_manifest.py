@@ -29,7 +29,7 @@ from utils.routines import archive_manifest_main
 def main(argv: list[str] | None = None) -> int:
     return archive_manifest_main(
         argv, __doc__, DESCRIPTOR_DIR, EsoRules.load,
-        lambda args, rules: scan_with_metadata(args.root_dir, rules, workers=args.workers, show_progress=not args.no_pbar),
+        lambda args, rules: scan_with_metadata(args.root_dir, rules, workers=args.workers, dask_scheduler=args.dask_scheduler, show_progress=not args.no_pbar),
     )  # fmt: skip
 
 

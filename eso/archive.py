@@ -237,7 +237,7 @@ def attribute_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def build_archive_manifest(
-    archive_root: Path, rules: EsoRules, *, workers: int = 1, show_progress: bool = True
+    archive_root: Path, rules: EsoRules, *, workers: int = 1, dask_scheduler: str | None = None, show_progress: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[SheetIssue]]:
     """Routine 01: the ``Manifest`` and ``Skipped`` tables of an ESO archive, and the metadata issues.
 
@@ -247,6 +247,8 @@ def build_archive_manifest(
         ``root_dir/archive``.
     rules : EsoRules
     workers : int
+    dask_scheduler : str, optional
+        Run the integrity reads on this Dask cluster (``--dask_scheduler``).
     show_progress : bool
 
     Returns
@@ -260,7 +262,7 @@ def build_archive_manifest(
         Everything odd in the metadata sheets, and their matching with the scans.
     """
     archive_root = Path(archive_root)
-    records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, show_progress=show_progress)
+    records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, dask_scheduler=dask_scheduler, show_progress=show_progress)
     tables = load_site_metadata(archive_root, rules)
     issues = [issue for table in tables.values() for issue in table.issues]
     attributes = list(dict.fromkeys(c for table in tables.values() for c in table.columns))
@@ -374,7 +376,9 @@ def pair_jobs(
     return jobs, problems
 
 
-def scan_with_metadata(archive_root: Path, rules: EsoRules, *, workers: int = 1, show_progress: bool = True) -> ArchiveScan:
+def scan_with_metadata(
+    archive_root: Path, rules: EsoRules, *, workers: int = 1, dask_scheduler: str | None = None, show_progress: bool = True
+) -> ArchiveScan:
     """Routine 01: :func:`build_archive_manifest`, every metadata issue logged and listed in a sheet.
 
     Returns
@@ -384,7 +388,7 @@ def scan_with_metadata(archive_root: Path, rules: EsoRules, *, workers: int = 1,
         names the metadata sheets that could not be used (routine 01 then
         still writes the manifest and exits 1).
     """
-    manifest, skipped, issues = build_archive_manifest(archive_root, rules, workers=workers, show_progress=show_progress)
+    manifest, skipped, issues = build_archive_manifest(archive_root, rules, workers=workers, dask_scheduler=dask_scheduler, show_progress=show_progress)
     for issue in issues:
         issue.log()
     errors = [i.message() for i in issues if i.severity == "error"]

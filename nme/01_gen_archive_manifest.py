@@ -22,7 +22,7 @@ from utils.routines import ArchiveScan, archive_manifest_main
 
 
 def scan(args: argparse.Namespace, rules: NmeRules) -> ArchiveScan:
-    return ArchiveScan(*build_archive_manifest(args.root_dir, rules, workers=args.workers, show_progress=not args.no_pbar))
+    return ArchiveScan(*build_archive_manifest(args.root_dir, rules, workers=args.workers, dask_scheduler=args.dask_scheduler, show_progress=not args.no_pbar))
 
 
 def main(argv: list[str] | None = None) -> int:

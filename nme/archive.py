@@ -153,7 +153,7 @@ def parse_archive_path(rel_path: Path, rules: NmeRules) -> tuple[dict[str, Any] 
 
 
 def build_archive_manifest(
-    archive_root: Path, rules: NmeRules, *, workers: int = 1, show_progress: bool = True
+    archive_root: Path, rules: NmeRules, *, workers: int = 1, dask_scheduler: str | None = None, show_progress: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Routine 01: the ``Manifest`` and ``Skipped`` tables of an NME archive.
 
@@ -163,6 +163,8 @@ def build_archive_manifest(
         ``root_dir/archive``; ``file_path`` is relative to it.
     rules : NmeRules
     workers : int
+    dask_scheduler : str, optional
+        Run the integrity reads on this Dask cluster (``--dask_scheduler``).
     show_progress : bool
 
     Returns
@@ -172,7 +174,7 @@ def build_archive_manifest(
         is set on mask rows that have one volume of the same collection,
         subset and ``{seq}_{pid}``.
     """
-    records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, show_progress=show_progress)
+    records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, dask_scheduler=dask_scheduler, show_progress=show_progress)
     if records.empty:
         return pd.DataFrame(columns=ARCHIVE_COLUMNS), skipped
     records["diff_trans_f_norm"] = add_affine_diff_norm(records, _PAIR_KEY)

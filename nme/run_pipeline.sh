@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the NME tutorial's routines 01-06 on ROOT_DIR (which holds ROOT_DIR/archive), exactly as the tutorial does.
-# Usage: bash nme/run_pipeline.sh ROOT_DIR        (PYTHON=python3 and WORKERS=2 may be set)
+# Usage: bash nme/run_pipeline.sh ROOT_DIR        (PYTHON=python3, WORKERS=2 and DASK_SCHEDULER may be set)
 # A failing routine stops the script (set -e), with one exception: when routine 02 exits 1 (some archive
 # samples could not be paired or written — mask without image, image without mask, bad mask; every good
 # sample is written), the later routines run on the samples written and the script exits 1 at the end.
@@ -9,6 +9,8 @@ root_dir=${1:?usage: run_pipeline.sh ROOT_DIR}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 py=${PYTHON:-python}
 w=(--workers "${WORKERS:-1}")
+# DASK_SCHEDULER=tcp://host:port (or a scheduler file) runs every per-sample step on that Dask cluster (README)
+d=(); [ -z "${DASK_SCHEDULER:-}" ] || d=(--dask_scheduler "$DASK_SCHEDULER"); w+=(${d[@]+"${d[@]}"})
 manifest="$root_dir/grouped/dataset_manifest.xlsx"
 
 $py "$here/01_gen_archive_manifest.py" --root_dir "$root_dir/archive" --output_manifest_file "$root_dir/descriptor/archive_manifest.xlsx" "${w[@]}"

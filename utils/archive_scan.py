@@ -128,6 +128,7 @@ def scan_archive(
     parse: Callable[[Path], tuple[dict[str, Any] | None, str | None]],
     *,
     workers: int = 1,
+    dask_scheduler: str | None = None,
     show_progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """List, parse and describe every NIfTI file of an archive.
@@ -140,6 +141,8 @@ def scan_archive(
         Dataset rule: relative path -> (fields, None) or (None, reason).
     workers : int
         Processes for the integrity read of each file.
+    dask_scheduler : str, optional
+        Dask cluster for the integrity reads instead (``--dask_scheduler``).
     show_progress : bool
 
     Returns
@@ -163,6 +166,7 @@ def scan_archive(
     report = run_per_sample(
         [p for p, _ in parsed], _describe_or_reason, desc="scan archive", workers=workers,
         key=lambda p: p.relative_to(root_dir).as_posix(), show_progress=show_progress,
+        dask_scheduler=dask_scheduler, input_dirs=[root_dir],
     )
     rows = []
     for path, fields in parsed:

@@ -104,7 +104,7 @@ def positive_int(text: str) -> int:
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, workers: bool = True) -> argparse.ArgumentParser:
-    """Add ``-v/--verbose``, ``-q/--quiet``, ``--no_pbar``/``--pbar`` and (optionally) ``--workers N``.
+    """Add ``-v/--verbose``, ``-q/--quiet``, ``--no_pbar``/``--pbar`` and (optionally) ``--workers N``, ``--dask_scheduler ADDRESS``.
 
     The progress bar is shown only when stderr is a terminal (a bar written
     into a log file would run together with the log lines) unless ``--pbar``
@@ -121,6 +121,12 @@ def add_common_args(parser: argparse.ArgumentParser, *, workers: bool = True) ->
             type=positive_int,
             default=1,
             help="samples processed in parallel processes (default 1; up to the number of cores helps)",
+        )
+        parser.add_argument(
+            "--dask_scheduler",
+            metavar="ADDRESS",
+            help="run the samples on this Dask cluster instead (tcp://host:port or a scheduler JSON file; "
+            "needs the 'distributed' package and the same paths on every worker, see README)",
         )
     return parser
 
@@ -175,8 +181,11 @@ def run_per_sample(
     workers: int = 1,
     key: Callable[[T], str] = str,
     show_progress: bool = True,
+    dask_scheduler: str | None = None,
+    input_dirs: Sequence[os.PathLike | str] = (),
+    output_dirs: Sequence[os.PathLike | str] = (),
 ) -> RunReport:
-    """Apply ``func`` to every item with a tqdm bar, in ``workers`` processes, collecting errors.
+    """Apply ``func`` to every item with a tqdm bar, in ``workers`` processes or on a Dask cluster, collecting errors.
 
     Parameters
     ----------
@@ -194,6 +203,12 @@ def run_per_sample(
         Item -> name used in the report.
     show_progress : bool
         Show the tqdm bar (on stderr).
+    dask_scheduler : str, optional
+        Run every item as a future on this Dask cluster instead
+        (:mod:`utils.dask_runner`; ``workers`` is then ignored).
+    input_dirs, output_dirs : sequence of path
+        Folders ``func`` reads / writes: with ``dask_scheduler``, every worker
+        is checked to see them as this machine does before any item runs.
 
     Returns
     -------
@@ -205,7 +220,15 @@ def run_per_sample(
     outcomes: dict[int, tuple[bool, Any]] = {}
     bar = tqdm(total=len(items), desc=desc, unit="sample", disable=not show_progress, file=sys.stderr)
     try:
-        if workers <= 1 or len(items) <= 1:
+        if dask_scheduler and items:
+            from utils.dask_runner import run_on_dask
+
+            for i, outcome in run_on_dask(dask_scheduler, func, items, desc=desc, input_dirs=input_dirs, output_dirs=output_dirs):
+                outcomes[i] = outcome
+                if not outcome[0]:
+                    logger.error("%s: %s", key(items[i]), outcome[1])
+                bar.update(1)
+        elif workers <= 1 or len(items) <= 1:
             for i, item in enumerate(items):
                 outcomes[i] = _call(func, item)
                 if not outcomes[i][0]:

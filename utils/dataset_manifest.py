@@ -187,6 +187,7 @@ def build_dataset_manifest(
     info_columns: Sequence[str],
     *,
     workers: int = 1,
+    dask_scheduler: str | None = None,
     skip_invalid: bool = False,
     show_progress: bool = True,
 ) -> RunReport:
@@ -203,6 +204,8 @@ def build_dataset_manifest(
         Dataset attributes copied from each info yaml, in column order.
     workers : int
         Processes.
+    dask_scheduler : str, optional
+        Describe the samples on this Dask cluster instead (``--dask_scheduler``).
     skip_invalid : bool
         Write the manifest without the samples that failed (exit code stays 1).
         By default nothing is written when a sample fails.
@@ -222,6 +225,8 @@ def build_dataset_manifest(
         desc="dataset manifest",
         workers=workers,
         key=lambda s: str(s.path),
+        dask_scheduler=dask_scheduler,
+        input_dirs=[root_dir],
         show_progress=show_progress,
     )
     _missing_binary_columns(report)

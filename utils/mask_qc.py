@@ -379,8 +379,13 @@ def repair_transform(repair: SliceRepair, filter_halfedge: int, threads: int = 1
     return _RepairTransform(repair, int(filter_halfedge), int(threads))
 
 
-def threads_per_sample(workers: int) -> int:
-    """Threads for the per-label work of one sample: the cores not used by other ``workers`` processes."""
+def threads_per_sample(workers: int, dask_scheduler: str | None = None) -> int:
+    """Threads for the per-label work of one sample: the cores not used by other ``workers`` processes.
+
+    On a Dask cluster (``dask_scheduler``) every worker thread runs one sample: 1 thread.
+    """
+    if dask_scheduler:
+        return 1
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
@@ -597,7 +602,7 @@ def repair_step(mode: str, args: argparse.Namespace) -> tuple[dict[str, Any], Tr
         "region_area_thresh": repair.region_area_thresh_mm2,
         "connectivity": repair.connectivity,
     }
-    return params, repair_transform(repair, args.filter_halfedge, threads_per_sample(args.workers))
+    return params, repair_transform(repair, args.filter_halfedge, threads_per_sample(args.workers, args.dask_scheduler))
 
 
 def run_mask_step(
@@ -616,7 +621,8 @@ def run_mask_step(
     logger.info("%s: %d samples in %s, %s, params %s", step, len(samples), args.root_dir,
                 "in place" if destination.in_place else f"writing to {args.output_dir}", params)  # fmt: skip
     work = functools.partial(apply_mask_step, destination=destination, step=step, params=params, transform=transform, force=args.force)
-    report = run_per_sample(samples, work, desc=step, workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar)
+    report = run_per_sample(samples, work, desc=step, workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar,
+                            dask_scheduler=args.dask_scheduler, input_dirs=[args.root_dir], output_dirs=[args.output_dir])  # fmt: skip
     outcomes = list(report.results.values())
     applied = [o for o in outcomes if o["status"] == "applied"]
     totals = {k: sum(o[k] for o in applied) for k in (applied[0] if applied else {}) if k not in ("status", "changed")}

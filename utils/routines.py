@@ -65,7 +65,8 @@ def extract_binary_masks_main(argv: Sequence[str] | None, description: str | Non
         logger.info("%d sample(s) have no mask and get no binary masks: %s", len(without), ", ".join(without))
     work = functools.partial(extract_sample_binary_masks, label_map=label_map)
     report = run_per_sample(
-        [s for s in samples if s.mask.is_file()], work, desc="binary masks", workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar
+        [s for s in samples if s.mask.is_file()], work, desc="binary masks", workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar,
+        dask_scheduler=args.dask_scheduler, input_dirs=[args.root_dir], output_dirs=[args.root_dir],
     )
     fresh = [sid for sid, summary in report.results.items() if str(summary).startswith(UP_TO_DATE)]
     if fresh:
@@ -84,7 +85,8 @@ def dataset_manifest_main(argv: Sequence[str] | None, description: str | None, i
     try:
         check_output_file(args.output_manifest_file, "--output_manifest_file")
         report = build_dataset_manifest(
-            args.root_dir, args.output_manifest_file, info_columns, workers=args.workers, skip_invalid=args.skip_invalid, show_progress=not args.no_pbar
+            args.root_dir, args.output_manifest_file, info_columns, workers=args.workers, dask_scheduler=args.dask_scheduler,
+            skip_invalid=args.skip_invalid, show_progress=not args.no_pbar,
         )
     except (ValueError, OSError) as exc:
         return fail(str(exc))
@@ -159,7 +161,10 @@ def add_pairing_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     return parser
 
 
-def confirm_pairs(jobs: Sequence[PairJob], problems: Mapping[str, str], output_dir: Path, *, workers: int = 1, show_progress: bool = True) -> int:
+def confirm_pairs(
+    jobs: Sequence[PairJob], problems: Mapping[str, str], output_dir: Path, *, workers: int = 1, show_progress: bool = True,
+    dask_scheduler: str | None = None, archive_dir: Path | None = None,
+) -> int:
     """Routine 02's loop: write every pairable sample, then report the ones that could not be paired.
 
     Parameters
@@ -171,13 +176,20 @@ def confirm_pairs(jobs: Sequence[PairJob], problems: Mapping[str, str], output_d
         Grouped dataset folder (for the log).
     workers : int
     show_progress : bool
+    dask_scheduler : str, optional
+        Write the samples on this Dask cluster instead (``--dask_scheduler``).
+    archive_dir : Path, optional
+        Archive folder the jobs read (checked on every Dask worker).
 
     Returns
     -------
     exit_code : int
         0 when every archive sample was written, 1 otherwise (after writing all good ones).
     """
-    report = run_per_sample(jobs, write_pair, desc="confirm pairs", workers=workers, key=lambda j: j.sample_dir.name, show_progress=show_progress)
+    report = run_per_sample(
+        jobs, write_pair, desc="confirm pairs", workers=workers, key=lambda j: j.sample_dir.name, show_progress=show_progress,
+        dask_scheduler=dask_scheduler, input_dirs=[archive_dir] if archive_dir else [], output_dirs=[output_dir],
+    )  # fmt: skip
     status = [r.get("status") for r in report.results.values()]
     logger.info(
         "grouped dataset in %s: %d samples written, %d up to date (skipped), %d up to date with attributes updated",
@@ -239,7 +251,10 @@ def confirm_pairs_main(
         )  # fmt: skip
     except (ValueError, OSError) as exc:
         return fail(str(exc))
-    return confirm_pairs(jobs, problems, args.output_dir, workers=args.workers, show_progress=not args.no_pbar)
+    return confirm_pairs(
+        jobs, problems, args.output_dir, workers=args.workers, show_progress=not args.no_pbar,
+        dask_scheduler=args.dask_scheduler, archive_dir=args.root_dir,
+    )  # fmt: skip
 
 
 def archive_manifest_main(

@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(with_mask) < len(samples):
         logger.info("%d sample(s) without a mask skipped", len(samples) - len(with_mask))
     work = functools.partial(small_region_rows, root_dir=args.root_dir, volume_thresh_mm3=args.region_volume_thresh,
-                             connectivity=args.connectivity, threads=threads_per_sample(args.workers))  # fmt: skip
+                             connectivity=args.connectivity, threads=threads_per_sample(args.workers, args.dask_scheduler))  # fmt: skip
     report = run_per_sample(with_mask, work, desc="small regions", workers=args.workers, key=lambda s: s.id,
-                            show_progress=not args.no_pbar)  # fmt: skip
+                            show_progress=not args.no_pbar, dask_scheduler=args.dask_scheduler, input_dirs=[args.root_dir])  # fmt: skip
     rows = [row for sample_rows in report.results.values() for row in sample_rows]
     try:
         write_sheets(args.output_manifest, {MAIN_SHEET: pd.DataFrame(rows, columns=list(REPORT_COLUMNS))})

@@ -30,7 +30,7 @@ def add_participants(parser: argparse.ArgumentParser) -> None:
 def scan(args: argparse.Namespace, rules: VerseRules) -> ArchiveScan:
     if args.participants is not None and not args.participants.is_file():
         raise FileNotFoundError(f"--participants file not found: {args.participants}")
-    return ArchiveScan(*build_archive_manifest(args.root_dir, rules, args.participants, workers=args.workers, show_progress=not args.no_pbar))
+    return ArchiveScan(*build_archive_manifest(args.root_dir, rules, args.participants, workers=args.workers, dask_scheduler=args.dask_scheduler, show_progress=not args.no_pbar))
 
 
 def main(argv: list[str] | None = None) -> int:

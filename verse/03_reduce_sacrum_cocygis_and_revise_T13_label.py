@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     work = functools.partial(revise_sample_labels, mapping=rules.label_revision, raw_range=rules.raw_labels)
-    report = run_per_sample(samples, work, desc="revise labels", workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar)
+    report = run_per_sample(samples, work, desc="revise labels", workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar,
+                            dask_scheduler=args.dask_scheduler, input_dirs=[args.root_dir], output_dirs=[args.root_dir])  # fmt: skip
     skipped = [sid for sid, summary in report.results.items() if summary.startswith(ALREADY_REVISED)]
     if skipped:
         logger.info("%d sample(s) already revised, skipped (the remap is never applied twice): %s", len(skipped), ", ".join(skipped))

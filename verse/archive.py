@@ -359,6 +359,7 @@ def build_archive_manifest(
     participants_file: Path | None = None,
     *,
     workers: int = 1,
+    dask_scheduler: str | None = None,
     show_progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Routine 01: the ``Manifest`` and ``Skipped`` tables of a VerSe archive.
@@ -371,6 +372,8 @@ def build_archive_manifest(
     participants_file : Path, optional
         Sex/age table; when None, one is looked for in ``archive_root``.
     workers : int
+    dask_scheduler : str, optional
+        Run the integrity reads on this Dask cluster (``--dask_scheduler``).
     show_progress : bool
 
     Returns
@@ -378,7 +381,7 @@ def build_archive_manifest(
     manifest, skipped : DataFrame
         ``manifest`` has exactly :data:`ARCHIVE_COLUMNS`.
     """
-    records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, show_progress=show_progress)
+    records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, dask_scheduler=dask_scheduler, show_progress=show_progress)
     if records.empty:
         return pd.DataFrame(columns=ARCHIVE_COLUMNS), skipped
     add_scan_columns(records)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Run the VerSe tutorial's routines 01-07 on ROOT_DIR (which holds ROOT_DIR/archive), exactly as the tutorial does.
-# Usage: bash verse/run_pipeline.sh ROOT_DIR        (PYTHON=python3 and WORKERS=2 may be set)
+# Usage: bash verse/run_pipeline.sh ROOT_DIR        (PYTHON=python3, WORKERS=2 and DASK_SCHEDULER may be set)
 set -euo pipefail
 root_dir=${1:?usage: run_pipeline.sh ROOT_DIR}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 py=${PYTHON:-python}
 w=(--workers "${WORKERS:-1}")
+# DASK_SCHEDULER=tcp://host:port (or a scheduler file) runs every per-sample step on that Dask cluster (README)
+d=(); [ -z "${DASK_SCHEDULER:-}" ] || d=(--dask_scheduler "$DASK_SCHEDULER"); w+=(${d[@]+"${d[@]}"})
 
 $py "$here/01_gen_archive_manifest.py" --root_dir "$root_dir/archive" --output_manifest_file "$root_dir/descriptor/archive_manifest.xlsx" "${w[@]}"
 $py "$here/02_confirm_pairs.py" --root_dir "$root_dir/archive" --output_dir "$root_dir/grouped" --archive_manifest "$root_dir/descriptor/archive_manifest.xlsx" "${w[@]}"
@@ -16,9 +18,9 @@ $py "$here/04_extract_binary_masks.py" --root_dir "$root_dir/grouped" --label_ex
 if [ -f "$repo/utils/small_connected_region_detect.py" ] && [ -f "$repo/utils/morphological_close_on_slice_small_region.py" ]; then
   # the report before the repair is written once: on a re-run the masks are already repaired (delete it to redo it)
   [ -f "$root_dir/descriptor/small_connected_region_100_manifest.xlsx" ] ||
-  $py "$repo/utils/small_connected_region_detect.py" --root_dir "$root_dir/grouped" --region_volume_thresh 100.0 --output_manifest "$root_dir/descriptor/small_connected_region_100_manifest.xlsx"
-  $py "$repo/utils/morphological_close_on_slice_small_region.py" --root_dir "$root_dir/grouped" --output_dir "$root_dir/grouped" --kernel_size 5 5 --filter_halfedge 3 --region_area_thresh 2.0
-  $py "$repo/utils/small_connected_region_detect.py" --root_dir "$root_dir/grouped" --region_volume_thresh 100.0 --output_manifest "$root_dir/descriptor/small_connected_region_100_after_modification_manifest.xlsx"
+  $py "$repo/utils/small_connected_region_detect.py" --root_dir "$root_dir/grouped" --region_volume_thresh 100.0 --output_manifest "$root_dir/descriptor/small_connected_region_100_manifest.xlsx" ${d[@]+"${d[@]}"}
+  $py "$repo/utils/morphological_close_on_slice_small_region.py" --root_dir "$root_dir/grouped" --output_dir "$root_dir/grouped" --kernel_size 5 5 --filter_halfedge 3 --region_area_thresh 2.0 ${d[@]+"${d[@]}"}
+  $py "$repo/utils/small_connected_region_detect.py" --root_dir "$root_dir/grouped" --region_volume_thresh 100.0 --output_manifest "$root_dir/descriptor/small_connected_region_100_after_modification_manifest.xlsx" ${d[@]+"${d[@]}"}
 fi
 $py "$here/05_gen_dataset_manifest.py" --root_dir "$root_dir/grouped" --output_manifest_file "$root_dir/grouped/dataset_manifest.xlsx" "${w[@]}"
 $py "$here/06_make_split.py" --manifest_file "$root_dir/grouped/dataset_manifest.xlsx" --split_name split01_standard

@@ -1,0 +1,496 @@
+"""The per-sample loop of :func:`utils.cli.run_per_sample` on an existing Dask cluster (``--dask_scheduler``).
+
+Every sample becomes one Dask future on the cluster whose scheduler is given
+(``tcp://host:port`` or a scheduler JSON file). What a run with ``--workers``
+gives is kept: the client yields each sample's outcome as its future
+completes (the caller feeds the tqdm bar, logs the per-sample error line and
+the summary), expected errors come back as values, and log records a sample
+emits on a worker (warnings such as "qform and sform disagree") are sent back
+and logged here, as if the sample had run in this process.
+
+Before any sample is submitted, a probe runs on every worker (and again on the
+first task of a worker that joins later) and checks that the worker
+
+- sees every input folder, with the same content listing as this machine;
+- sees every output folder as the *same* folder: this machine writes a hidden
+  file ``.dask_probe_<token>`` into it, which the worker must read back, and
+  the worker must be able to create a file there;
+- sees this machine's working directory, when relative paths are in play
+  (tasks then run in it);
+- can import ``utils`` and the module of the per-sample function (else: start
+  the workers with ``PYTHONPATH=<repository>``).
+
+A failed check stops the run before any sample with one line naming the
+worker and the path (exit 2), as does a missing ``distributed`` package or an
+unreachable scheduler.
+
+A worker lost mid-run (killed, machine gone) is handled by Dask: the
+scheduler re-runs its tasks on other workers. Every output is written to a
+temporary file and renamed into place (:mod:`utils.atomic`), so a re-run
+sample replaces whatever the lost attempt left with complete files. A sample
+whose task kills its workers more often than the scheduler's
+``distributed.scheduler.allowed-failures`` (default 3) fails with one line.
+
+``distributed`` is imported only here, only when ``--dask_scheduler`` is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import pickle
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MISSING_DISTRIBUTED",
+    "PROBE_PREFIX",
+    "WAIT_FOR_WORKERS_S",
+    "run_on_dask",
+    "run_item_on_worker",
+    "make_probe",
+    "make_task",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The one line printed when ``--dask_scheduler`` is used without the optional dependency.
+MISSING_DISTRIBUTED = "--dask_scheduler needs the 'distributed' package: pip install distributed"
+
+#: Name prefix of the hidden file the client writes into every output folder for the probe.
+PROBE_PREFIX = ".dask_probe_"
+
+#: Seconds to wait for the first worker when the scheduler has none (e.g. SLURM jobs still queued).
+WAIT_FOR_WORKERS_S = 120.0
+
+#: Repository root as this machine sees it (told to the user when a worker cannot import ``utils``).
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
+
+#: Top-level packages of this repository: their loggers' records are sent back from the workers.
+_PACKAGES = ("utils", "verse", "nme", "eso")
+
+
+def _fatal(message: str) -> SystemExit:
+    """Log a one-line, expected problem with the cluster and return ``SystemExit(2)`` to raise."""
+    logger.error("%s", message)
+    return SystemExit(2)
+
+
+# --------------------------------------------------------------------------------------------------
+# The probe. It runs on workers that may lack this repository on their path (that is one of the
+# things it checks), so it is built inside a function: cloudpickle then sends its code by value,
+# and it uses the standard library only.
+# --------------------------------------------------------------------------------------------------
+
+
+def make_probe() -> tuple[Callable[[dict[str, Any]], dict[str, Any]], Callable[[str], str]]:
+    """The worker check and the folder fingerprint it compares, as functions pickled by value.
+
+    Returns
+    -------
+    probe : callable
+        ``probe(spec) -> {"error": str or None, "repo": str or None}``; ``spec``
+        holds only built-in types: ``token``, ``cwd`` (str or None),
+        ``input_dirs`` (list of ``[path, fingerprint or None]``), ``output_dirs``
+        (list of str), ``modules`` (list of str), ``repo`` (str).
+    fingerprint : callable
+        Folder -> digest of its sorted entry names (how an input folder is
+        recognised as the same on another machine).
+    """
+
+    def fingerprint(path: str) -> str:
+        import hashlib
+        import os
+
+        return hashlib.sha1("\n".join(sorted(os.listdir(path))).encode("utf-8", "surrogateescape")).hexdigest()
+
+    def probe(spec: dict[str, Any]) -> dict[str, Any]:
+        import importlib
+        import os
+        import sys
+        import tempfile
+
+        def check() -> str | None:
+            cwd = spec.get("cwd")
+            if cwd and not os.path.isdir(cwd):
+                return f"does not see the working directory {cwd} (relative paths are resolved in it; pass absolute paths or use a shared folder)"
+            outputs = set(spec["output_dirs"])
+            for path, digest in spec["input_dirs"]:
+                if not os.path.isdir(path):
+                    return f"does not see {path} (no such folder there)"
+                if path not in outputs and digest is not None and fingerprint(path) != digest:
+                    return f"sees another folder at {path} (its entries differ from this machine's)"
+            for path in spec["output_dirs"]:
+                if not os.path.isdir(path):
+                    return f"does not see {path} (no such folder there)"
+                token_file = os.path.join(path, spec["probe_prefix"] + spec["token"])
+                try:
+                    with open(token_file, encoding="utf-8") as fh:
+                        same = fh.read() == spec["token"]
+                except OSError:
+                    same = False
+                if not same:
+                    return f"sees another folder at {path} (a file written there by this machine is not visible)"
+                try:
+                    fd, tmp = tempfile.mkstemp(prefix=spec["probe_prefix"], suffix=".w", dir=path)
+                    os.close(fd)
+                    os.unlink(tmp)
+                except OSError as exc:
+                    return f"cannot write to {path} ({exc.strerror or exc})"
+            for module in spec["modules"]:
+                try:
+                    importlib.import_module(module)
+                except ImportError as exc:
+                    missing = getattr(exc, "name", None) or ""
+                    package = module.split(".")[0]
+                    if missing == package:
+                        return f"cannot import {module} ({exc}): start the workers with PYTHONPATH={spec['repo']}"
+                    if missing.split(".")[0] == package:
+                        return f"cannot import {module} ({exc}): the workers import another version of this repository: start them with PYTHONPATH={spec['repo']}"
+                    return f"cannot import {module} ({exc}): install requirements.txt in the workers' Python environment"
+            return None
+
+        try:
+            error = check()
+        except Exception as exc:  # the probe must answer, whatever happens
+            error = f"cannot run the check ({type(exc).__name__}: {exc})"
+        utils_module = sys.modules.get("utils")
+        utils_file = getattr(utils_module, "__file__", None)
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(utils_file))) if utils_file else None
+        return {"error": error, "repo": repo}
+
+    return probe, fingerprint
+
+
+def make_task(repo: str) -> Callable[[bytes], bytes]:
+    """The function every sample's task runs, pickled by value (see below).
+
+    Recent schedulers unpickle the task graph; so that a scheduler started
+    without this repository on its path can run ours, what it sees is this
+    standard-library function and bytes: the item, and ``(work, spec)``
+    (pickled once for all tasks) pickled on the client, unpickled on the
+    worker (which then imports ``utils``), and the outcome pickled back.
+
+    Parameters
+    ----------
+    repo : str
+        Repository root, named in the message when a worker cannot import ``utils``.
+    """
+
+    def run_task(item: bytes, shared: bytes) -> bytes:
+        import pickle
+
+        try:
+            from utils.dask_runner import run_item_on_worker
+        except ImportError as exc:
+            return pickle.dumps(("probe", f"cannot import utils.dask_runner ({exc}): start the workers with PYTHONPATH={repo}", []))
+        work, spec = pickle.loads(shared)
+        return pickle.dumps(run_item_on_worker(pickle.loads(item), work=work, spec=spec))
+
+    return run_task
+
+
+# --------------------------------------------------------------------------------------------------
+# Worker side of every task
+# --------------------------------------------------------------------------------------------------
+
+#: Probe result of each run (token -> error or None) in this worker process.
+_CHECKED: dict[str, str | None] = {}
+_CHECK_LOCK = threading.Lock()
+
+
+class _RecordCollector(logging.Handler):
+    """Keeps the log records one task emits in its own thread, made picklable."""
+
+    def __init__(self, level: int, thread: int) -> None:
+        super().__init__(level)
+        self.thread = thread
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:
+            return
+        try:
+            portable = logging.makeLogRecord(record.__dict__)
+            portable.msg, portable.args = record.getMessage(), None
+            if record.exc_info:
+                portable.exc_text = logging.Formatter().formatException(record.exc_info)
+            portable.exc_info = None
+            self.records.append(portable)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _collect_records(level: int) -> Iterator[list[logging.LogRecord]]:
+    collector = _RecordCollector(level, threading.get_ident())
+    root = logging.getLogger()
+    root.addHandler(collector)
+    try:
+        yield collector.records
+    finally:
+        root.removeHandler(collector)
+
+
+def run_item_on_worker(item: Any, *, work: Callable[[Any], Any], spec: dict[str, Any]) -> tuple[str, Any, list[logging.LogRecord]]:
+    """One sample's task on a Dask worker.
+
+    Parameters
+    ----------
+    item : object
+        The work item.
+    work : callable
+        The per-sample function.
+    spec : dict
+        The probe specification of this run (see :func:`make_probe`) plus ``log_level``.
+
+    Returns
+    -------
+    status : str
+        ``"ok"``, ``"error"`` (an expected or unexpected error, as in :func:`utils.cli._call`)
+        or ``"probe"`` (this worker failed the check; ``value`` says why).
+    value : object
+        Result, error message or probe failure.
+    records : list of LogRecord
+        What the work logged at or above ``spec["log_level"]``.
+    """
+    from utils.cli import _call
+
+    token = spec["token"]
+    if token not in _CHECKED:
+        with _CHECK_LOCK:
+            if token not in _CHECKED:
+                _CHECKED[token] = make_probe()[0](spec)["error"]
+                for name in _PACKAGES:  # let our loggers emit what the client wants to see
+                    logging.getLogger(name).setLevel(min(logging.getLogger(name).getEffectiveLevel(), spec["log_level"]))
+    if _CHECKED[token] is not None:
+        return "probe", _CHECKED[token], []
+    if spec["cwd"] and os.getcwd() != spec["cwd"]:
+        os.chdir(spec["cwd"])
+    with _collect_records(spec["log_level"]) as records:
+        ok, value = _call(work, item)
+    return ("ok" if ok else "error"), value, records
+
+
+# --------------------------------------------------------------------------------------------------
+# Client side
+# --------------------------------------------------------------------------------------------------
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise _fatal(MISSING_DISTRIBUTED) from None
+    return distributed
+
+
+def _connect(distributed: Any, address: str) -> Any:
+    """A client of the scheduler at ``address`` (``tcp://host:port`` …) or in the scheduler file ``address``."""
+    import dask
+
+    timeout = dask.config.get("distributed.comm.timeouts.connect")
+    is_file = address.endswith(".json") or os.path.isfile(address)
+    if is_file and not os.path.isfile(address):
+        raise _fatal(f"--dask_scheduler: scheduler file not found: {address}")
+    where = f"in the scheduler file {address}" if is_file else f"at {address}"
+    try:
+        with _quiet_distributed():
+            if is_file:
+                return distributed.Client(scheduler_file=address, timeout=timeout, set_as_default=False)
+            return distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, ValueError, TypeError) as exc:  # TimeoutError is an OSError
+        raise _fatal(f"cannot connect to the Dask scheduler {where}: {type(exc).__name__}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _quiet_distributed() -> Iterator[None]:
+    """Silence distributed's own tracebacks for problems that we report in one line."""
+    log = logging.getLogger("distributed")
+    old = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+
+
+def _module_of(func: Callable[..., Any]) -> str | None:
+    """Module a worker must import to run ``func`` (``None`` when it travels by value, e.g. ``__main__``)."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    module = getattr(func, "__module__", None) or getattr(type(func), "__module__", None)
+    if not module or module == "__main__" or module not in sys.modules or module.split(".")[0] not in _PACKAGES:
+        return None
+    return module
+
+
+def _write_token(folder: str, token: str) -> str:
+    """Write the probe file ``folder/.dask_probe_<token>`` holding ``token``; return its path."""
+    token_file = os.path.join(folder, PROBE_PREFIX + token)
+    with open(token_file, "w", encoding="utf-8") as fh:
+        fh.write(token)
+    return token_file
+
+
+@contextlib.contextmanager
+def _probe_spec(func: Callable[[Any], Any], input_dirs: Sequence[os.PathLike[str] | str], output_dirs: Sequence[os.PathLike[str] | str]) -> Iterator[dict[str, Any]]:
+    """The probe specification; writes the token file into every output folder (created when missing) and removes it after."""
+    token = uuid.uuid4().hex
+    relative = any(not os.path.isabs(os.fspath(p)) for p in (*input_dirs, *output_dirs))
+    outputs = list(dict.fromkeys(os.path.abspath(p) for p in output_dirs))
+    _probe, fingerprint = make_probe()
+    created: list[tuple[str, str]] = []  # (folder, its highest ancestor that did not exist)
+    written: list[str] = []
+    try:
+        for path in outputs:
+            if not os.path.isdir(path):
+                top = path
+                while not os.path.isdir(os.path.dirname(top)) and os.path.dirname(top) != top:
+                    top = os.path.dirname(top)
+                os.makedirs(path, exist_ok=True)
+                created.append((path, top))
+            written.append(_write_token(path, token))
+        inputs = []
+        for path in dict.fromkeys(os.path.abspath(p) for p in input_dirs):
+            digest = fingerprint(path) if os.path.isdir(path) and path not in outputs else None
+            inputs.append([path, digest])
+        modules = ["utils", "utils.dask_runner"]
+        module = _module_of(func)
+        if module and module not in modules:
+            modules.append(module)
+        level = min(logging.getLogger(name).getEffectiveLevel() for name in ("", *_PACKAGES))
+        yield {
+            "token": token, "probe_prefix": PROBE_PREFIX, "cwd": os.getcwd() if relative else None,
+            "input_dirs": inputs, "output_dirs": outputs, "modules": modules, "repo": REPO_ROOT, "log_level": level,
+        }  # fmt: skip
+    finally:
+        for token_file in written:
+            with contextlib.suppress(OSError):
+                os.unlink(token_file)
+        for path, top in created:  # folders made only for the probe are removed again when nothing was written into them
+            while True:
+                try:
+                    os.rmdir(path)  # only an empty folder
+                except OSError:
+                    break
+                if path == top:
+                    break
+                path = os.path.dirname(path)
+
+
+def _check_workers(client: Any, spec: dict[str, Any], address: str) -> int:
+    """Run the probe on every worker; fatal one-line error for the first that fails. Returns the worker count."""
+    if not client.scheduler_info().get("workers"):
+        logger.info("waiting up to %.0f s for a worker to join the Dask scheduler at %s", WAIT_FOR_WORKERS_S, address)
+        try:
+            client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
+        except (TimeoutError, OSError):
+            raise _fatal(f"no Dask worker joined the scheduler at {address} within {WAIT_FOR_WORKERS_S:.0f} s") from None
+    probe, _fingerprint = make_probe()
+    with _quiet_distributed():
+        answers = client.run(probe, spec, on_error="return")
+    for worker, answer in sorted(answers.items()):
+        if isinstance(answer, BaseException):
+            raise _fatal(f"dask worker {worker}: cannot run the start-up check ({type(answer).__name__}: {answer})")
+        if answer["error"]:
+            raise _fatal(f"dask worker {worker} {answer['error']}")
+        if answer["repo"] and os.path.realpath(answer["repo"]) != os.path.realpath(REPO_ROOT):
+            logger.warning("dask worker %s imports utils from %s, this machine from %s: make sure both are the same version", worker, answer["repo"], REPO_ROOT)
+    return len(answers)
+
+
+def _failure_message(fut: Any, distributed: Any) -> str:
+    """One line for a future that failed on the cluster (not an error of the sample's own work)."""
+    exc = fut.exception()
+    if isinstance(exc, distributed.KilledWorker):
+        return ("the Dask workers running this sample died too often (more than the scheduler's "
+                "distributed.scheduler.allowed-failures); it may need more memory than a worker has")  # fmt: skip
+    return f"failed on the Dask cluster: {type(exc).__name__}: {exc}"
+
+
+def run_on_dask(
+    address: str,
+    func: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    desc: str,
+    input_dirs: Sequence[os.PathLike[str] | str] = (),
+    output_dirs: Sequence[os.PathLike[str] | str] = (),
+) -> Iterator[tuple[int, tuple[bool, Any]]]:
+    """Run ``func`` on every item on the Dask cluster at ``address``; yield outcomes as they complete.
+
+    Parameters
+    ----------
+    address : str
+        Scheduler address (``tcp://host:port``, any address ``distributed.Client``
+        accepts) or a scheduler JSON file (``dask scheduler --scheduler-file``).
+    func : callable
+        Per-sample work; it and the items are pickled to the workers.
+    items : sequence
+        Work items.
+    desc : str
+        Label of the run (task keys on the Dask dashboard).
+    input_dirs, output_dirs : sequence of Path
+        Folders the work reads and writes; every worker must see them as this machine does.
+
+    Yields
+    ------
+    index : int
+        Position of the item in ``items``.
+    outcome : (bool, object)
+        ``(True, result)`` or ``(False, one-line message)``, as :func:`utils.cli._call` returns.
+
+    Raises
+    ------
+    SystemExit
+        Code 2, after logging one line: ``distributed`` missing, scheduler
+        unreachable, no worker, a worker failing the probe (also one that
+        joins during the run), or the scheduler lost during the run.
+    """
+    distributed = _import_distributed()
+    import cloudpickle  # a dependency of distributed
+
+    client = _connect(distributed, address)
+    futures: list[Any] = []
+    try:
+        with _probe_spec(func, input_dirs, output_dirs) as spec:
+            n_workers = _check_workers(client, spec, address)
+            logger.info("Dask scheduler %s: %d workers checked (they see %s); %d samples submitted",
+                        address, n_workers, ", ".join(spec["output_dirs"] + [p for p, _ in spec["input_dirs"] if p not in spec["output_dirs"]]) or "-",
+                        len(items))  # fmt: skip
+            keys = [f"{desc}-{i}-{spec['token']}" for i in range(len(items))]
+            shared = cloudpickle.dumps((func, spec))
+            futures = client.map(make_task(REPO_ROOT), [cloudpickle.dumps(item) for item in items], key=keys, pure=False, shared=shared)
+            index = {fut.key: i for i, fut in enumerate(futures)}
+            for fut in distributed.as_completed(futures, loop=client.loop):
+                i = index[fut.key]
+                if fut.status == "cancelled":
+                    raise _fatal(f"lost the Dask scheduler at {address} during the run; samples already done are complete, re-run for the others")
+                if fut.status == "error":
+                    outcome: tuple[bool, Any] = (False, _failure_message(fut, distributed))
+                else:
+                    status, value, records = pickle.loads(fut.result())
+                    if status == "probe":
+                        worker = next(iter(client.who_has([fut]).get(fut.key, ())), "?")
+                        raise _fatal(f"dask worker {worker} (joined during the run) {value}")
+                    for record in records:
+                        target = logging.getLogger(record.name)
+                        if target.isEnabledFor(record.levelno):
+                            target.handle(record)
+                    outcome = (status == "ok", value)
+                fut.release()
+                yield i, outcome
+    finally:
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            with contextlib.suppress(Exception):
+                client.cancel(pending)
+        with _quiet_distributed(), contextlib.suppress(Exception):
+            client.close()
