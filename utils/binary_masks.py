@@ -18,7 +18,7 @@ from utils.atomic import remove_stale_temporaries
 from utils.label_stats import LabelStats, label_stats
 from utils.labels import LabelMap, check_labels
 from utils.nifti_io import load_nifti, read_mask, save_nifti
-from utils.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, SampleDir, binary_masks_source, file_stamp, history_entry, read_info, write_info
+from utils.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, SampleDir, binary_masks_source, file_stamp, history_entry, read_info, record_mask_labels, write_info
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -144,6 +144,7 @@ def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: st
         entry[BINARY_MASKS_FROM] = stamp
         history.append(entry)
         info["history"] = history
+        record_mask_labels(info, sample.mask, stats.counts, stamp)
         write_info(sample.info, info)
     return f"{len(label_map)} binary masks, labels present {present}"
 

@@ -27,7 +27,7 @@ from utils.label_stats import label_stats
 from utils.lazy_import import lazy_import
 from utils.nifti_io import load_header, load_nifti, read_mask
 from utils.orientation import geometry_record, spacing
-from utils.sample_info import BINARY_MASKS_STEP, SampleDir, find_samples, read_info
+from utils.sample_info import BINARY_MASKS_STEP, SampleDir, binary_masks_source, file_stamp, find_samples, read_info, recorded_mask_labels
 from utils.spreadsheet import MAIN_SHEET, format_list, write_sheets
 
 pd = lazy_import("pandas")
@@ -105,7 +105,15 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
 
     present: list[int] = []
     if has_mask:
-        present = label_stats(read_mask(load_nifti(sample.mask), sample.mask)).present
+        stamp = file_stamp(sample.mask)
+        source = binary_masks_source(info)
+        if binaries and source is not None and source != stamp:
+            raise ValueError(
+                f"{sample.mask}: changed after the binary masks were written from it (size/CRC-32 {stamp} now, "
+                f"{source} then); run the binary-mask routine again"
+            )
+        recorded = recorded_mask_labels(info, sample.mask, stamp)
+        present = recorded if recorded is not None else label_stats(read_mask(load_nifti(sample.mask), sample.mask)).present
     row["valid_labels"] = format_list(present) if has_mask else None
     row["info"] = _rel(sample.info, root_dir)
     row["volume"] = _rel(sample.volume, root_dir)

@@ -53,10 +53,10 @@ from utils.binary_masks import binary_mask_of
 from utils.cli import RunReport, SampleError, run_per_sample
 from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, small_regions_3d
 from utils.label_fusion import fuse_label_changes
-from utils.label_stats import label_boxes, map_threads
+from utils.label_stats import label_boxes, label_stats, map_threads
 from utils.output_paths import check_output_dir
 from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
-from utils.sample_info import BINARY_MASKS_FROM, SampleDir, file_stamp, find_samples, history_entry, read_info, write_info
+from utils.sample_info import BINARY_MASKS_FROM, SampleDir, file_stamp, find_samples, history_entry, read_info, record_mask_labels, write_info
 from utils.slice_morphology import SliceRepair, repair_changes
 
 if TYPE_CHECKING:
@@ -246,6 +246,7 @@ def _write_sample(
             binary = (mask == 0).view(np.uint8) if idx == 0 else binary_mask_of(mask, idx, boxes.get(idx))
             save_nifti(dst.binary_mask(f"{idx:02d}_{short}"), binary, img.affine, dtype=np.uint8, template=img, descrip="")
         save_nifti(dst.mask, mask, img.affine, dtype=np.uint8, template=img)
+        record_mask_labels(info, dst.mask, label_stats(mask).counts)
         if binaries:
             info["history"][-1][BINARY_MASKS_FROM] = file_stamp(dst.mask)
     write_info(dst.info, info)
@@ -261,6 +262,7 @@ def _settle_pending(sample: SampleDir, info: dict[str, Any]) -> dict[str, Any]:
     if sample.mask.is_file() and pending.get("mask_before") not in (None, file_stamp(sample.mask)):
         if sample.binary_masks():
             entry[BINARY_MASKS_FROM] = file_stamp(sample.mask)
+        record_mask_labels(info, sample.mask, label_stats(read_label_mask(sample.mask)[1]).counts)
         info["history"] = [*(info.get("history") or []), entry]
         logger.warning("%s: %s was interrupted after its mask was rewritten; its history entry (result %s) is now recorded",
                        sample.id, entry.get("step"), entry.get("result"))  # fmt: skip

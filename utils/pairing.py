@@ -33,9 +33,10 @@ import yaml
 
 from utils.alignment import GRID_TOL_VOXEL, align_mask_to_volume, qform_sform_mismatch_mm
 from utils.atomic import remove_stale_temporaries
+from utils.label_stats import label_stats
 from utils.labels import check_labels
 from utils.nifti_io import NiftiError, load_nifti, read_mask, require_finite, save_nifti, volume_values
-from utils.sample_info import SampleDir, file_crc32, history_entry, read_info, write_info
+from utils.sample_info import SampleDir, file_crc32, history_entry, read_info, record_mask_labels, write_info
 
 __all__ = ["PAIR_STEP", "BUILD_RECORD", "PairJob", "build_record", "write_pair"]
 
@@ -248,8 +249,9 @@ def write_pair(job: PairJob) -> dict[str, Any]:
     if job.mask is not None:
         mask_img = load_nifti(job.mask)
         mask = read_mask(mask_img, job.mask)
+        stats = label_stats(mask)
         if job.allowed_labels is not None:
-            check_labels(mask, job.allowed_labels, str(job.mask))
+            check_labels(stats, job.allowed_labels, str(job.mask))
         qs = qform_sform_mismatch_mm(mask_img)
         if qs is not None and qs > 1e-3:
             warnings.append(f"{job.mask}: qform and sform disagree by up to {qs:.3g} mm; the sform was used")
@@ -257,6 +259,8 @@ def write_pair(job: PairJob) -> dict[str, Any]:
             mask, mask_img.affine, volume.shape, vol_img.affine, tol_voxel=job.tol_voxel, allow_resample=job.allow_resample, source=str(job.mask)
         )
         mask_out = aligned.data
+        # copied or exactly reoriented: the same voxels; resampled: counted again
+        mask_counts = stats.counts if aligned.method != "resampled" else label_stats(mask_out).counts
         source["alignment"] = {
             "method": aligned.method,
             "displacement_mm": None if np.isnan(aligned.displacement_mm) else float(aligned.displacement_mm),
@@ -282,6 +286,8 @@ def write_pair(job: PairJob) -> dict[str, Any]:
     info["source"] = source
     info["warnings"] = warnings
     info[BUILD_RECORD] = record
+    if mask_out is not None:
+        record_mask_labels(info, sample.mask, mask_counts)
     info["history"] = [history_entry(PAIR_STEP, allow_resample=job.allow_resample, tol_voxel=job.tol_voxel)]
     write_info(sample.info, info)
     for w in warnings:

@@ -24,6 +24,7 @@ from utils.yaml_files import yaml_error_line
 __all__ = [
     "SampleDir", "find_samples", "read_info", "write_info", "history_entry", "has_step",
     "file_crc32", "file_stamp", "BINARY_MASKS_STEP", "BINARY_MASKS_FROM", "binary_masks_source",
+    "MASK_LABELS", "record_mask_labels", "recorded_mask_labels",
 ]  # fmt: skip
 
 try:  # python-isal: CRC-32 about 6x faster than zlib's
@@ -36,6 +37,10 @@ BINARY_MASKS_STEP = "extract_binary_masks"
 
 #: History-entry key of the steps that (re)write the binary masks: the ``file_stamp`` of the mask they come from.
 BINARY_MASKS_FROM = "binary_masks_from"
+
+#: Info-yaml key: the voxel count of every value of ``{ID}_mask.nii.gz`` and the ``file_stamp`` of that file,
+#: recorded by each routine that writes the mask, so later routines know its labels without decompressing it.
+MASK_LABELS = "mask_labels"
 
 _BINARY_RE_TEMPLATE = r"^{id}_mask_(\d{{2,3}})_([A-Za-z0-9-]+)\.nii\.gz$"
 
@@ -136,6 +141,48 @@ def binary_masks_source(info: dict[str, Any]) -> dict[str, Any] | None:
         if isinstance(entry, dict) and isinstance(entry.get(BINARY_MASKS_FROM), dict):
             return entry[BINARY_MASKS_FROM]
     return None
+
+
+def record_mask_labels(info: dict[str, Any], mask_path: PathLike, counts: Any, stamp: dict[str, int] | None = None) -> None:
+    """Store in ``info`` the voxel count of every value of the mask file just written, with the file's stamp.
+
+    Parameters
+    ----------
+    info : dict
+        Info-yaml content (modified in place; the caller writes it).
+    mask_path : str or Path
+        The mask file as written.
+    counts : (256,) array of int
+        Voxel count of every value 0..255 (``LabelStats.counts``).
+    stamp : dict, optional
+        ``file_stamp(mask_path)`` when already computed.
+    """
+    info[MASK_LABELS] = {"file": stamp if stamp is not None else file_stamp(mask_path), "voxels": {int(v): int(counts[v]) for v in range(len(counts)) if counts[v]}}
+
+
+def recorded_mask_labels(info: dict[str, Any], mask_path: PathLike, stamp: dict[str, int] | None = None) -> list[int] | None:
+    """Values present in ``mask_path`` as recorded by the routine that wrote it, or None when unknown.
+
+    None unless the record's stamp (size and CRC-32) is that of the file now on disk:
+    a mask edited or rewritten since then by anything that did not record it is
+    then read again.
+
+    Parameters
+    ----------
+    info : dict
+    mask_path : str or Path
+    stamp : dict, optional
+        ``file_stamp(mask_path)`` when already computed.
+    """
+    record = info.get(MASK_LABELS)
+    if not isinstance(record, dict) or not isinstance(record.get("voxels"), dict):
+        return None
+    if record.get("file") != (stamp if stamp is not None else file_stamp(mask_path)):
+        return None
+    try:
+        return sorted(int(v) for v, n in record["voxels"].items() if int(n) > 0)
+    except (TypeError, ValueError):
+        return None
 
 
 def has_step(info: dict[str, Any], step: str) -> bool:

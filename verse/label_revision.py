@@ -17,7 +17,7 @@ from utils.atomic import remove_stale_temporaries
 from utils.label_stats import label_stats
 from utils.labels import check_labels, remap_labels
 from utils.nifti_io import header_descrip, load_nifti, read_mask, save_nifti
-from utils.sample_info import SampleDir, has_step, history_entry, read_info, write_info
+from utils.sample_info import SampleDir, has_step, history_entry, read_info, record_mask_labels, write_info
 
 __all__ = ["REVISION_STEP", "REVISION_MARKER", "ALREADY_REVISED", "revise_sample_labels"]
 
@@ -69,8 +69,12 @@ def revise_sample_labels(sample: SampleDir, mapping: dict[int, int], raw_range: 
     mask = read_mask(img, sample.mask)
     stats = label_stats(mask)
     present = check_labels(stats, set(range(raw_range[0], raw_range[1] + 1)), str(sample.mask))
+    revised_counts = np.zeros(256, dtype=np.int64)
+    for value in present:  # the revised mask's voxel counts, without counting it again
+        revised_counts[mapping.get(value, value)] += stats.counts[value]
     revised = remap_labels(mask, mapping, stats=stats, in_place=True)
     save_nifti(sample.mask, revised, img.affine, dtype=np.uint8, template=img, descrip=REVISION_MARKER)
+    record_mask_labels(info, sample.mask, revised_counts)
     _record(sample, info, mapping)
     changed = {k: v for k, v in mapping.items() if k in present}
     return f"revised {changed}" if changed else "no sacrum, coccyx or T13 voxels; marked as revised"
