@@ -123,7 +123,7 @@ ROUTINES = (
             "03", (("descriptor/label_map.yaml", "yaml"), (f"{SAMPLE}/*_info.yaml", "yaml"), (f"{SAMPLE}/*_mask.nii.gz", "nifti"))),
     Routine("05", "05 dataset manifest", "verse/05_gen_dataset_manifest.py",
             ("--root_dir", "{root}/grouped", "--output_manifest_file", "{root}/grouped/dataset_manifest.xlsx"),
-            "04", ((f"{SAMPLE}/*_info.yaml", "yaml"), (f"{SAMPLE}/*.nii.gz", "header"), (f"{SAMPLE}/*_mask.nii.gz", "nifti"))),
+            "04", ((f"{SAMPLE}/*_info.yaml", "yaml"), (f"{SAMPLE}/*.nii.gz", "header"), (f"{SAMPLE}/*_mask.nii.gz", "bytes"))),
     Routine("detect", "small-region report (100 mm³)", "utils/small_connected_region_detect.py",
             ("--root_dir", "{root}/grouped", "--region_volume_thresh", "100.0", "--output_manifest", "{root}/descriptor/small.xlsx"),
             "04", ((f"{SAMPLE}/*_mask.nii.gz", "nifti"),)),
@@ -195,7 +195,7 @@ def run_main(script: str, argv: list[str]) -> int:
 
 def _read(path: Path, kind: str) -> None:
     from utils.nifti_io import check_nifti_file, load_header, load_nifti
-    from utils.sample_info import read_info
+    from utils.sample_info import file_stamp, read_info
     from utils.spreadsheet import read_sheet
 
     if kind == "nifti":
@@ -204,6 +204,8 @@ def _read(path: Path, kind: str) -> None:
         check_nifti_file(path)
     elif kind == "header":
         load_header(path)
+    elif kind == "bytes":  # the file's stamp (size, CRC-32 of its bytes): no decompression
+        file_stamp(path)
     elif kind == "yaml":
         read_info(path)
     elif kind == "xlsx":

@@ -10,7 +10,7 @@ import pytest
 from utils.connected_regions import (
     pixel_area_mm2,
     slice_structure,
-    small_regions_3d,
+    small_regions,
     structure_3d,
 )
 from utils.label_stats import label_boxes, voxel_volume_mm3
@@ -263,7 +263,7 @@ def test_small_regions_report_physical_volume_centroids_and_boxes():
     mask[8, 10, 3] = 1  # 1 voxel, touches nothing
     mask[3:5, 10:12, 5:7] = 2  # 8 voxels
     affine = affine_for("LPS", (0.5, 0.8, 2.5), origin=(10.0, 20.0, -30.0))  # 1 mm³ per voxel
-    regions = {lab: small_regions_3d(mask, lab, box, affine, 10.0) for lab, box in label_boxes(mask).items()}
+    regions = small_regions(mask, affine, 10.0)
     assert [r["voxel_count"] for r in regions[1]] == [1]
     speck = regions[1][0]
     assert speck["volume_mm3"] == pytest.approx(1.0)
@@ -274,30 +274,34 @@ def test_small_regions_report_physical_volume_centroids_and_boxes():
     assert cube["voxel_count"] == 8 and cube["volume_mm3"] == pytest.approx(8.0)
     assert (cube["centroid_i"], cube["centroid_j"], cube["centroid_k"]) == (3.5, 10.5, 5.5)
     assert [cube[f"bbox_{a}_{m}"] for a in "ijk" for m in ("min", "max")] == [3, 4, 10, 11, 5, 6]
-    assert small_regions_3d(mask, 2, label_boxes(mask)[2], affine, 8.0) == []  # strictly below
+    assert 2 not in small_regions(mask, affine, 8.0)  # strictly below
 
 
 @pytest.mark.parametrize(("connectivity", "expected"), [(6, 3), (18, 2), (26, 1)])
 def test_small_region_connectivity(connectivity, expected):
     mask = np.zeros((6, 6, 6), np.uint8)
     mask[1, 1, 1] = mask[2, 2, 1] = mask[3, 3, 2] = 1  # edge neighbours, then a corner neighbour
-    box = label_boxes(mask)[1]
-    regions = small_regions_3d(mask, 1, box, np.eye(4), 100.0, connectivity)
+    regions = small_regions(mask, np.eye(4), 100.0, connectivity)[1]
     assert len(regions) == expected
     with pytest.raises(ValueError, match="choose one of"):
         structure_3d(8)
+    with pytest.raises(ValueError, match="choose one of"):
+        small_regions(mask, np.eye(4), 100.0, 8)
 
 
-def test_small_regions_on_label_boxes_equal_full_volume_labelling():
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_small_regions_in_one_pass_equal_full_volume_labelling_per_label(order, connectivity):
     rng = np.random.default_rng(11)
-    mask = noisy_mask(rng, (40, 44, 20), 6, noise=0.01)
+    mask = np.asarray(noisy_mask(rng, (40, 44, 20), 6, noise=0.01), order=order)
     affine = affine_for("RPI", (0.9, 0.9, 1.7), oblique_deg=12.0)
-    fast = {}
-    for lab, box in label_boxes(mask).items():
-        sizes = sorted(r["voxel_count"] for r in small_regions_3d(mask, lab, box, affine, 30.0))
-        if sizes:
-            fast[lab] = sizes
-    assert fast == naive_small_region_count(mask, affine, 30.0)
+    regions = small_regions(mask, affine, 30.0, connectivity)
+    fast = {lab: sorted(r["voxel_count"] for r in records) for lab, records in regions.items()}
+    assert fast == naive_small_region_count(mask, affine, 30.0, connectivity)
+    for lab, records in regions.items():  # every voxel inside each region's box and of its label
+        for r in records:
+            box = mask[r["bbox_i_min"] : r["bbox_i_max"] + 1, r["bbox_j_min"] : r["bbox_j_max"] + 1, r["bbox_k_min"] : r["bbox_k_max"] + 1]
+            assert np.count_nonzero(box == lab) >= r["voxel_count"]
     assert sum(map(len, fast.values())) > 20
 
 

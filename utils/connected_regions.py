@@ -7,9 +7,10 @@ slice (third array axis fixed) is its pixel count times the area of the
 parallelogram spanned by the first two voxel axes (mm², ``spx * spy`` for any
 non-sheared affine). "Small" always means strictly below the threshold.
 
-Each label is analysed inside its bounding box only (from
-:mod:`utils.label_stats`): a component of ``mask == label`` never leaves that
-box, so the result equals a full-volume analysis at a fraction of the cost.
+Work is cropped: the slice-wise tools analyse each label inside its bounding
+box (from :mod:`utils.label_stats`), the 3D small-region search the
+foreground's bounding box; a component never leaves either, so the results
+equal a full-volume analysis at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from utils.aliases import Affine
-from utils.label_stats import voxel_volume_mm3
+from utils.label_stats import foreground_box, memory_view, voxel_volume_mm3
 from utils.lazy_import import lazy_import
 
 ndimage = lazy_import("scipy.ndimage")
@@ -36,7 +37,7 @@ __all__ = [
     "pixel_area_mm2",
     "label_components",
     "component_sizes",
-    "small_regions_3d",
+    "small_regions",
     "REGION_COLUMNS",
 ]
 
@@ -51,7 +52,7 @@ DEFAULT_CONNECTIVITY_2D = 8
 #: Default 3D connectivity of the small-region report (as scikit-image's ``label`` default).
 DEFAULT_CONNECTIVITY_3D = 26
 
-#: Columns of one small-region record, in order (see :func:`small_regions_3d`).
+#: Columns of one small-region record, in order (see :func:`small_regions`).
 REGION_COLUMNS = (
     "voxel_count",
     "volume_mm3",
@@ -200,86 +201,82 @@ def component_sizes(comps: npt.NDArray[np.integer], n: int, chunk: int = 1 << 18
     return counts
 
 
-def small_regions_3d(
+def small_regions(
     mask: npt.NDArray[np.uint8],
-    label: int,
-    box: tuple[slice, slice, slice],
     affine: Affine,
     volume_thresh_mm3: float,
     connectivity: int = DEFAULT_CONNECTIVITY_3D,
-) -> list[dict[str, float | int]]:
-    """3D connected components of ``mask == label`` whose volume is below a threshold.
+) -> dict[int, list[dict[str, float | int]]]:
+    """3D connected components of every foreground label whose volume is below a threshold.
+
+    One pass for all labels: the foreground's bounding box is copied in memory
+    order and labelled by ``cc3d`` in multi-label mode (voxels connect only to
+    voxels of the same value), which is what labelling ``mask == label`` for
+    each label separately gives, about 5x faster than scipy per label. Sizes
+    come from the non-zero voxels only; coordinates are gathered for the
+    small regions only.
 
     Parameters
     ----------
     mask : (I, J, K) ndarray of uint8
-        Multi-label mask.
-    label : int
-        Label value to analyse.
-    box : tuple of 3 slice
-        Bounding box of ``label`` in ``mask`` (see :meth:`utils.label_stats.LabelStats.boxes`).
+        Multi-label mask (any memory order).
     affine : (4, 4) ndarray
         Voxel-to-world matrix (mm).
     volume_thresh_mm3 : float
         Regions with ``voxel_count * voxel_volume < volume_thresh_mm3`` are returned.
     connectivity : {6, 18, 26}
-        3D neighbourhood of a component.
+        3D neighbourhood of a region.
 
     Returns
     -------
-    regions : list of dict
-        One record per small region, keys :data:`REGION_COLUMNS`, sorted by
-        position (first slice, then j, then i): voxel count, volume (mm³),
-        centroid in voxel indices (float) and in world coordinates (mm,
-        through ``affine``), inclusive voxel bounding box.
+    regions : dict
+        ``{label: [record, ...]}`` for the labels with small regions, sorted by
+        label; each record has the keys :data:`REGION_COLUMNS`: voxel count,
+        volume (mm³), centroid in voxel indices (float) and in world coordinates
+        (mm, through ``affine``), inclusive voxel bounding box; the records of a
+        label are sorted by position (first slice, then j, then i).
     """
+    import cc3d
+
+    structure_3d(connectivity)  # validates the connectivity with our message
     voxel_volume = voxel_volume_mm3(affine)
-    # scipy's label is ~2x faster on C-ordered data: label the transpose of a Fortran mask (the structure is symmetric).
-    fortran = mask.flags.f_contiguous and not mask.flags.c_contiguous
-    binary = (mask[box].T if fortran else mask[box]) == label
-    comps, n = label_components(binary, structure_3d(connectivity))
-    if n == 0:
-        return []
-    counts = component_sizes(comps, n)
-    small = np.flatnonzero(counts[1:] * voxel_volume < volume_thresh_mm3) + 1
-    if small.size == 0:
-        return []
-    # Voxels of the small regions only (few): centroid sums and bounding boxes per region.
-    is_small = np.zeros(n + 1, dtype=bool)
-    is_small[small] = True
-    ijk = np.nonzero(is_small[comps])
-    region = np.searchsorted(small, comps[ijk])
-    if fortran:
-        ijk = ijk[::-1]
-    order = np.argsort(region, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(region[order]) != 0])
-    offset = np.array([s.start for s in box], dtype=np.int64)
-    coords = np.column_stack(ijk).astype(np.int64)[order] + offset  # (voxels, 3), grouped by region
-    voxels = counts[small]
+    box = foreground_box(mask)
+    if box is None:
+        return {}
+    view, transposed = memory_view(mask)
+    box_view = tuple(box[::-1]) if transposed else box
+    crop = np.ascontiguousarray(view[box_view])  # (slow, mid, fast): a few % of the volume, C-ordered
+    comps = cc3d.connected_components(crop, connectivity=connectivity)
+    foreground = crop != 0
+    ids = comps[foreground]
+    sizes = np.bincount(ids)
+    is_small = sizes * voxel_volume < volume_thresh_mm3
+    is_small[0] = False
+    in_small = is_small[ids]
+    if not in_small.any():
+        return {}
+    position = np.flatnonzero(foreground)[in_small]
+    region_id = ids[in_small]
+    order = np.argsort(region_id, kind="stable")
+    position, region_id = position[order], region_id[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(region_id) != 0])
+    coords = np.column_stack(np.unravel_index(position, crop.shape)).astype(np.int64) + [s.start for s in box_view]
+    if transposed:
+        coords = coords[:, ::-1]  # back to the mask's (i, j, k)
+    voxels = np.diff(np.r_[starts, len(region_id)])
     centroids = np.add.reduceat(coords.astype(np.float64), starts, axis=0) / voxels[:, None]
     lo = np.minimum.reduceat(coords, starts, axis=0)
     hi = np.maximum.reduceat(coords, starts, axis=0)
+    labels = crop.reshape(-1)[position[starts]]
     aff = np.asarray(affine, dtype=np.float64)
     world = centroids @ aff[:3, :3].T + aff[:3, 3]
-    regions = [
-        dict(
-            zip(
-                REGION_COLUMNS,
-                (
-                    int(voxels[r]),
-                    float(voxels[r] * voxel_volume),
-                    *(float(v) for v in centroids[r]),
-                    *(float(v) for v in world[r]),
-                    int(lo[r, 0]),
-                    int(hi[r, 0]),
-                    int(lo[r, 1]),
-                    int(hi[r, 1]),
-                    int(lo[r, 2]),
-                    int(hi[r, 2]),
-                ),
-            )
-        )
-        for r in range(len(small))
-    ]
-    regions.sort(key=lambda r: (r["bbox_k_min"], r["bbox_j_min"], r["bbox_i_min"]))
-    return regions
+    regions: dict[int, list[dict[str, float | int]]] = {}
+    for r in range(len(starts)):
+        record = (
+            int(voxels[r]), float(voxels[r] * voxel_volume), *(float(v) for v in centroids[r]), *(float(v) for v in world[r]),
+            int(lo[r, 0]), int(hi[r, 0]), int(lo[r, 1]), int(hi[r, 1]), int(lo[r, 2]), int(hi[r, 2]),
+        )  # fmt: skip
+        regions.setdefault(int(labels[r]), []).append(dict(zip(REGION_COLUMNS, record)))
+    for records in regions.values():
+        records.sort(key=lambda rec: (rec["bbox_k_min"], rec["bbox_j_min"], rec["bbox_i_min"]))
+    return dict(sorted(regions.items()))

@@ -51,7 +51,7 @@ from utils.alignment import grids_match
 from utils.atomic import atomic_path, remove_stale_temporaries
 from utils.binary_masks import binary_mask_of
 from utils.cli import RunReport, SampleError, run_per_sample
-from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, small_regions_3d
+from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, small_regions
 from utils.label_fusion import fuse_label_changes
 from utils.label_stats import label_boxes, label_stats, map_threads
 from utils.output_paths import check_output_dir
@@ -500,9 +500,7 @@ def threshold_transform(lo: float, hi: float) -> Transform:
     return _ThresholdTransform(float(lo), float(hi))
 
 
-def small_region_rows(
-    sample: SampleDir, root_dir: Path, volume_thresh_mm3: float, connectivity: int, threads: int = 1
-) -> list[dict[str, Any]]:
+def small_region_rows(sample: SampleDir, root_dir: Path, volume_thresh_mm3: float, connectivity: int) -> list[dict[str, Any]]:
     """Small 3D regions of every foreground label of one sample, as manifest rows.
 
     Regions are the connected components of ``mask == label`` computed on
@@ -519,8 +517,6 @@ def small_region_rows(
     volume_thresh_mm3 : float
         Regions strictly smaller are reported.
     connectivity : {6, 18, 26}
-    threads : int
-        Labels analysed in parallel threads.
 
     Returns
     -------
@@ -534,19 +530,13 @@ def small_region_rows(
         A present foreground label has no binary mask.
     """
     img, mask = read_label_mask(sample.mask)
-    boxes = label_boxes(mask, threads)
-    binaries = sample_binary_masks(sample, sorted(boxes), required=True)
+    present = label_stats(mask).foreground_labels
+    binaries = sample_binary_masks(sample, present, required=True)
     root = Path(root_dir).resolve()
     mask_rel = sample.mask.resolve().relative_to(root).as_posix()
-    # Largest crops first: the threads finish together.
-    order = sorted(boxes, key=lambda lab: -int(np.prod([s.stop - s.start for s in boxes[lab]])))
-    found = map_threads(
-        lambda lab: small_regions_3d(mask, lab, boxes[lab], img.affine, volume_thresh_mm3, connectivity), order, threads
-    )
-    per_label = dict(zip(order, found))
+    per_label = small_regions(mask, img.affine, volume_thresh_mm3, connectivity)
     rows = []
-    for label in boxes:
-        regions = per_label[label]
+    for label, regions in per_label.items():
         short, path = binaries[label]
         for region in regions:
             rows.append(

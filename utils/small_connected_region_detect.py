@@ -27,7 +27,7 @@ from utils.cli import add_common_args, fail, run_main, run_per_sample, setup_log
 from utils.connected_regions import CONNECTIVITY_3D, DEFAULT_CONNECTIVITY_3D
 from utils.lazy_import import lazy_import
 from utils.output_paths import check_output_file
-from utils.mask_qc import REPORT_COLUMNS, small_region_rows, threads_per_sample
+from utils.mask_qc import REPORT_COLUMNS, small_region_rows
 from utils.sample_info import find_samples
 from utils.spreadsheet import MAIN_SHEET, write_sheets
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(with_mask) < len(samples):
         logger.info("%d sample(s) without a mask skipped", len(samples) - len(with_mask))
     work = functools.partial(small_region_rows, root_dir=args.root_dir, volume_thresh_mm3=args.region_volume_thresh,
-                             connectivity=args.connectivity, threads=threads_per_sample(args.workers, args.dask_scheduler))  # fmt: skip
+                             connectivity=args.connectivity)  # fmt: skip
     report = run_per_sample(with_mask, work, desc="small regions", workers=args.workers, key=lambda s: s.id,
                             show_progress=not args.no_pbar, dask_scheduler=args.dask_scheduler, input_dirs=[args.root_dir])  # fmt: skip
     rows = [row for sample_rows in report.results.values() for row in sample_rows]
