@@ -249,10 +249,9 @@ def worker(job: dict) -> dict:
     _import_heavy()
     root, routine, mode = Path(job["root"]), BY_KEY[job["routine"]], job["mode"]
     extra: dict = {}
-    cpu0 = time.process_time()
     if mode == "routine":
         argv = command(routine, root, job.get("workers", 1))
-        start = time.perf_counter()
+        cpu0, start = time.process_time(), time.perf_counter()
         code = run_main(argv[0], argv[1:])
         seconds = time.perf_counter() - start
         if code != 0:
@@ -260,7 +259,7 @@ def worker(job: dict) -> dict:
     elif mode == "floor":
         inputs = [(p, kind) for pattern, kind in routine.reads for p in sorted(root.glob(pattern)) if p.is_file()]
         outputs = _load_outputs(Path(job["outputs_from"]), root, job["outputs"])
-        start = time.perf_counter()
+        cpu0, start = time.process_time(), time.perf_counter()
         for path, kind in inputs:
             _read(path, kind)
         for kind, path, content in outputs:
@@ -268,7 +267,7 @@ def worker(job: dict) -> dict:
         seconds = time.perf_counter() - start
         extra["files"] = [len(inputs), len(outputs)]
     else:
-        start = time.perf_counter()
+        cpu0, start = time.process_time(), time.perf_counter()
         extra = NAIVE[routine.key](root, Path(job["scratch"]))
         seconds = time.perf_counter() - start - extra.pop("untimed", 0.0)
         seconds += extra.get("extrapolated", 0.0)

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from utils.alignment import GRID_TOL_VOXEL, align_mask_to_volume, qform_sform_mismatch_mm
 from utils.atomic import remove_stale_temporaries
@@ -37,6 +36,7 @@ from utils.label_stats import label_stats
 from utils.labels import check_labels
 from utils.nifti_io import NiftiError, load_nifti, read_mask, require_finite, save_nifti, volume_values
 from utils.sample_info import SampleDir, file_crc32, history_entry, read_info, record_mask_labels, write_info
+from utils.yaml_files import dump_yaml, parse_yaml
 
 __all__ = ["PAIR_STEP", "BUILD_RECORD", "PairJob", "build_record", "write_pair"]
 
@@ -146,7 +146,7 @@ def _build_params(job: PairJob) -> dict[str, Any]:
 
 def _plain_yaml(value: Any) -> Any:
     """``value`` as it reads back from the info yaml (tuples -> lists, numpy scalars -> Python)."""
-    return yaml.safe_load(yaml.safe_dump(value, allow_unicode=True))
+    return parse_yaml(dump_yaml(value, allow_unicode=True))
 
 
 def _why_not_up_to_date(sample: SampleDir, info: dict[str, Any], job: PairJob) -> str | None:

@@ -19,7 +19,7 @@ import yaml
 
 from utils.aliases import PathLike
 from utils.atomic import atomic_write_text
-from utils.yaml_files import yaml_error_line
+from utils.yaml_files import dump_yaml, parse_yaml, yaml_error_line
 
 __all__ = [
     "SampleDir", "find_samples", "read_info", "write_info", "history_entry", "has_step",
@@ -101,7 +101,7 @@ def read_info(path: PathLike) -> dict[str, Any]:
     """Read an info yaml; raise ``ValueError`` naming the file when it is not a mapping."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({yaml_error_line(exc)})") from exc
     if data is None:
@@ -113,7 +113,7 @@ def read_info(path: PathLike) -> dict[str, Any]:
 
 def write_info(path: PathLike, info: dict[str, Any]) -> None:
     """Write an info yaml atomically, keys in insertion order."""
-    atomic_write_text(path, yaml.safe_dump(info, sort_keys=False, allow_unicode=True, default_flow_style=None))
+    atomic_write_text(path, dump_yaml(info, sort_keys=False, allow_unicode=True, default_flow_style=None))
 
 
 def history_entry(step: str, **params: Any) -> dict[str, Any]:

@@ -14,7 +14,22 @@ import yaml
 
 from utils.aliases import PathLike
 
-__all__ = ["YamlFileError", "yaml_error_line", "load_yaml_file"]
+__all__ = ["YamlFileError", "yaml_error_line", "load_yaml_file", "parse_yaml", "dump_yaml"]
+
+# libyaml's C parser and emitter (shipped in PyYAML's wheels) are ~10x faster than the pure-Python ones,
+# with the same safe subset of YAML; the pure-Python classes are the fallback.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with libyaml's C parser when available."""
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+
+
+def dump_yaml(data: Any, **kwargs: Any) -> str:
+    """``yaml.safe_dump`` with libyaml's C emitter when available (same keyword arguments)."""
+    return yaml.dump(data, Dumper=_SafeDumper, **kwargs)
 
 
 class YamlFileError(ValueError):
@@ -55,6 +70,6 @@ def load_yaml_file(path: PathLike, what: str = "YAML file") -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise YamlFileError(f"{path}: cannot read the {what} ({exc})") from exc
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
     except yaml.YAMLError as exc:
         raise YamlFileError(f"{path}: {what} is not valid YAML ({yaml_error_line(exc)})") from exc
