@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from utils.label_stats import foreground_box, label_boxes, label_histogram, label_stats, present_labels
+from utils.label_stats import foreground_box, high_label_counts, label_boxes, label_histogram, label_stats, present_labels
 from utils.labels import remap_labels
 from utils.synthetic import affine_for
 
@@ -90,7 +90,7 @@ def test_no_whole_volume_temporary_for_a_fortran_mask():
     assert peak < mask.nbytes / 4, f"peak {peak} bytes for a {mask.nbytes}-byte mask"
 
 
-def test_remap_touches_only_the_changed_labels_box_and_can_work_in_place():
+def test_remap_is_simultaneous_and_can_work_in_place():
     mask = np.zeros((10, 10, 10), np.uint8, order="F")
     mask[0, 0, 0] = 25
     mask[2:4, 3:5, 6:8] = 26
@@ -103,9 +103,18 @@ def test_remap_touches_only_the_changed_labels_box_and_can_work_in_place():
     copy = remap_labels(mask, {26: 0, 27: 0, 28: 26})
     np.testing.assert_array_equal(copy, expected)
     assert mask[5, 5, 5] == 28  # the input is untouched without in_place
-    stats = label_stats(mask)
-    same = remap_labels(mask, {26: 0, 27: 0, 28: 26}, stats=stats, in_place=True)
+    same = remap_labels(mask, {26: 0, 27: 0, 28: 26}, in_place=True)
     assert same is mask and same.flags.f_contiguous
     np.testing.assert_array_equal(mask, expected)
     untouched = np.full((3, 3, 3), 4, np.uint8)
     np.testing.assert_array_equal(remap_labels(untouched, {26: 0}), untouched)  # nothing to change
+
+
+def test_high_label_counts_read_only_the_slices_that_reach_the_value():
+    rng = np.random.default_rng(4)
+    mask = random_mask(rng, (20, 21, 22), 8, "F")
+    mask[3, 4, 5], mask[7, 8, 20] = 27, 250
+    full = np.bincount(mask.ravel(), minlength=256)
+    assert high_label_counts(mask, 27) == {v: int(full[v]) for v in range(27, 256) if full[v]}
+    assert high_label_counts(mask, 251) == {}
+    assert high_label_counts(np.ascontiguousarray(mask), 0) == {v: int(full[v]) for v in range(256) if full[v]}

@@ -41,6 +41,8 @@ __all__ = [
     "label_boxes",
     "foreground_box",
     "memory_view",
+    "slices_reaching",
+    "high_label_counts",
     "map_threads",
     "voxel_volume_mm3",
 ]
@@ -138,6 +140,36 @@ def foreground_box(mask: npt.NDArray[np.uint8]) -> Box | None:
     view, transposed = memory_view(mask)
     box = _foreground_box_view(view)
     return None if box is None else _to_mask_axes(box, transposed)
+
+
+def slices_reaching(view: npt.NDArray[np.uint8], lowest: int) -> npt.NDArray[np.intp]:
+    """Indices along the first (slowest) axis of ``view`` whose slice holds a value >= ``lowest``.
+
+    One reduction (a per-slice maximum) in memory order: the few slices that
+    can hold the highest labels of a mask are found without counting anything.
+    """
+    if not view.size:
+        return np.zeros(0, dtype=np.intp)
+    flat = view.reshape(view.shape[0], -1) if view.flags.c_contiguous else None
+    slice_max = flat.max(axis=1) if flat is not None else view.max(axis=tuple(range(1, view.ndim)))
+    return np.flatnonzero(slice_max >= lowest)
+
+
+def high_label_counts(mask: npt.NDArray[np.uint8], lowest: int) -> dict[int, int]:
+    """Voxel count of every value >= ``lowest`` present in a uint8 mask, reading only the slices that reach it.
+
+    Returns
+    -------
+    counts : dict
+        ``{value: voxels}`` for the values >= ``lowest`` that are present, sorted.
+    """
+    _check_uint8(mask)
+    view, _ = memory_view(mask)
+    counts = np.zeros(256, dtype=np.int64)
+    for index in slices_reaching(view, lowest):
+        flat = view[index].reshape(-1)
+        counts += np.bincount(flat[flat >= lowest], minlength=256)
+    return {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
 
 
 @dataclass

@@ -14,10 +14,10 @@ import logging
 import numpy as np
 
 from utils.atomic import remove_stale_temporaries
-from utils.label_stats import label_stats
+from utils.label_stats import high_label_counts, label_stats
 from utils.labels import check_labels, remap_labels
 from utils.nifti_io import header_descrip, load_nifti, read_mask, save_nifti
-from utils.sample_info import SampleDir, has_step, history_entry, read_info, record_mask_labels, write_info
+from utils.sample_info import SampleDir, has_step, history_entry, read_info, write_info
 
 __all__ = ["REVISION_STEP", "REVISION_MARKER", "ALREADY_REVISED", "revise_sample_labels"]
 
@@ -67,14 +67,15 @@ def revise_sample_labels(sample: SampleDir, mapping: dict[int, int], raw_range: 
             "(re-run 02 with --overwrite, then 03 and 04)"
         )
     mask = read_mask(img, sample.mask)
-    stats = label_stats(mask)
-    present = check_labels(stats, set(range(raw_range[0], raw_range[1] + 1)), str(sample.mask))
-    revised_counts = np.zeros(256, dtype=np.int64)
-    for value in present:  # the revised mask's voxel counts, without counting it again
-        revised_counts[mapping.get(value, value)] += stats.counts[value]
-    revised = remap_labels(mask, mapping, stats=stats, in_place=True)
+    # Only the labels the remap touches (and any value above the allowed range) are looked for, in the
+    # few slices that reach them; the binary-mask routine that follows counts every label.
+    lowest = min([k for k, v in mapping.items() if k != v], default=raw_range[1] + 1)
+    high = high_label_counts(mask, min(lowest, raw_range[1] + 1))
+    if raw_range[0] > 0 or any(v > raw_range[1] for v in high):
+        check_labels(label_stats(mask), set(range(raw_range[0], raw_range[1] + 1)), str(sample.mask))  # raises, naming the values
+    present = list(high)
+    revised = remap_labels(mask, mapping, in_place=True)
     save_nifti(sample.mask, revised, img.affine, dtype=np.uint8, template=img, descrip=REVISION_MARKER)
-    record_mask_labels(info, sample.mask, revised_counts)
     _record(sample, info, mapping)
     changed = {k: v for k, v in mapping.items() if k in present}
     return f"revised {changed}" if changed else "no sacrum, coccyx or T13 voxels; marked as revised"
