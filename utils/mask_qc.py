@@ -56,7 +56,7 @@ from utils.label_fusion import fuse_label_changes
 from utils.label_stats import label_boxes, label_stats, map_threads
 from utils.output_paths import check_output_dir
 from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
-from utils.sample_info import BINARY_MASKS_FROM, SampleDir, file_stamp, find_samples, history_entry, read_info, record_mask_labels, write_info
+from utils.sample_info import BINARY_MASKS_FROM, SampleDir, file_stamp, find_samples, history_entry, read_info, record_mask_labels, recorded_mask_labels, write_info
 from utils.slice_morphology import SliceRepair, repair_changes
 
 if TYPE_CHECKING:
@@ -530,7 +530,8 @@ def small_region_rows(sample: SampleDir, root_dir: Path, volume_thresh_mm3: floa
         A present foreground label has no binary mask.
     """
     img, mask = read_label_mask(sample.mask)
-    present = label_stats(mask).foreground_labels
+    recorded = recorded_mask_labels(read_info(sample.info), sample.mask) if sample.info.is_file() else None
+    present = [v for v in recorded if v] if recorded is not None else label_stats(mask).foreground_labels
     binaries = sample_binary_masks(sample, present, required=True)
     root = Path(root_dir).resolve()
     mask_rel = sample.mask.resolve().relative_to(root).as_posix()
