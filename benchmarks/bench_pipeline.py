@@ -321,7 +321,7 @@ def naive_01(root: Path, scratch: Path) -> dict:
         img.get_fdata()
         rows.append({"file_path": str(path), "shape": str(img.shape), "affine": json.dumps(img.affine.tolist())})
     pd.DataFrame(rows).to_excel(scratch / "archive_manifest.xlsx", index=False)
-    return {}
+    return {"samples": len(rows) // 2}  # a volume and a mask per scan
 
 
 def naive_02(root: Path, scratch: Path) -> dict:
@@ -369,7 +369,7 @@ def naive_05(root: Path, scratch: Path) -> dict:
         _, _, values = _nib_mask(_one(sample, "*_mask.nii.gz"))
         rows.append({"ID": sample.name, "valid_labels": json.dumps(values), **{k: str(v) for k, v in headers.items()}})
     pd.DataFrame(rows).to_excel(scratch / "dataset_manifest.xlsx", index=False)
-    return {}
+    return {"samples": len(rows)}
 
 
 def naive_detect(root: Path, scratch: Path) -> dict:
@@ -474,10 +474,13 @@ def build_states(base: Path, subjects: list[str], mask: np.ndarray, affine: np.n
     return states
 
 
-def bench_sample(label: str, mask: np.ndarray, affine: np.ndarray, tmp: Path, repeats: int, naive: bool, keys: tuple[str, ...]) -> list[str]:
+def bench_sample(
+    label: str, mask: np.ndarray, affine: np.ndarray, tmp: Path, repeats: int, naive: bool, keys: tuple[str, ...], n_scans: int
+) -> list[str]:
+    """Table rows of one sample: each routine on ``n_scans`` copies of it, times divided by ``n_scans``."""
     base = tmp / label
     base.mkdir()
-    states = build_states(base, ["bench000"], mask, affine, keys)
+    states = build_states(base, [f"bench{i:03d}" for i in range(n_scans)], mask, affine, keys)
     volume_mb = mask.size * 4 / 2**20
     lines = []
     for key in keys:
@@ -492,7 +495,11 @@ def bench_sample(label: str, mask: np.ndarray, affine: np.ndarray, tmp: Path, re
             scratch.mkdir()
             job = {"routine": key, "mode": "naive", "scratch": str(scratch), "naive_slices": NAIVE_SLICES}
             nv = measure(job, states[key], base / "naive", 1)
+            nv["seconds"] /= nv.get("samples", 1)  # the naive routes do one sample, but 01 and 05 do them all
             same = same_output(routine, work, scratch, nv)
+        for r in (res, floor):
+            r["seconds"] /= n_scans
+            r["cpu"] /= n_scans
         ratio = res["seconds"] / floor["seconds"]
         cpu_ratio = res["cpu"] / floor["cpu"]
         note = [f"{floor['files'][0]} files read, {floor['files'][1]} written"]
@@ -537,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scans", type=int, default=None, help="scans in the workers sweep (default 4 x cores, at least 8; --quick: 4)")
     parser.add_argument("--routines", nargs="+", choices=[r.key for r in ROUTINES], help="only these routines (default: all)")
     parser.add_argument("--no_real", action="store_true", help="skip the real gl003 mask")
+    parser.add_argument("--table_scans", type=int, default=4,
+                        help="copies of each sample per table run; times are divided by it (default %(default)s)")  # fmt: skip
     parser.add_argument("--no_naive", action="store_true", help="skip the naive routes")
     parser.add_argument("--no_sweep", action="store_true", help="skip the workers sweep")
     parser.add_argument("--naive_slices", type=int, default=60, help="slices of the naive morphology, extrapolated (0: all)")
@@ -563,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     table, sweep_lines = [], []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         for label, mask, affine in samples:
-            table += bench_sample(label, mask, affine, Path(tmp), repeats, not args.no_naive, keys)
+            table += bench_sample(label, mask, affine, Path(tmp), repeats, not args.no_naive, keys, args.table_scans)
         if not args.no_sweep:
             sweep_lines = sweep(Path(tmp), samples[0][1], samples[0][2], n_scans, workers)
     print(f"Pipeline benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} {cores} cores ({platform.processor() or platform.platform()}), "

@@ -262,16 +262,20 @@ def check_nifti_file(path: PathLike) -> nib.Nifti1Image:
 def load_header(path: PathLike) -> nib.Nifti1Image:
     """Load only the header of a NIfTI file (fast; data are not read or checked).
 
+    Reads the first few hundred bytes (decompressing them when gzipped) and
+    parses them with nibabel; the image's data stay on disk behind nibabel's
+    array proxy, read only if asked for.
+
     Raises
     ------
     NiftiError
-        The file cannot be opened or its header is not NIfTI.
+        The file cannot be opened, is empty, or its header is not NIfTI.
     """
     path = Path(path)
-    try:
-        return nib.load(path)
-    except Exception as exc:
-        raise NiftiError(f"{path}: not a readable NIfTI file ({exc})") from exc
+    stream, raw = _open_stream(path)
+    with raw, stream:
+        klass, header, _ = _read_header(stream, path)
+    return klass(nib.arrayproxy.ArrayProxy(str(path), header.copy()), header.get_best_affine(), header)
 
 
 def require_3d(img: nib.Nifti1Image, path: PathLike) -> None:
