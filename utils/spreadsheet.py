@@ -13,7 +13,6 @@ change when a routine is re-run on the same data.
 
 from __future__ import annotations
 
-import datetime as _dt
 import io
 import json
 import logging
@@ -29,6 +28,7 @@ import numpy as np
 from utils.aliases import PathLike
 from utils.atomic import atomic_path
 from utils.lazy_import import lazy_import
+from utils.xlsx_writer import FIXED_TIMESTAMP, write_xlsx
 
 pd = lazy_import("pandas")
 openpyxl = lazy_import("openpyxl")
@@ -52,8 +52,6 @@ logger = logging.getLogger(__name__)
 #: Name of the primary worksheet of every manifest.
 MAIN_SHEET = "Manifest"
 
-#: Creation/modification time written into every workbook and zip entry (reproducible bytes).
-FIXED_TIMESTAMP = _dt.datetime(1980, 1, 1)
 
 _CORE_TIME_RE = re.compile(rb"(<dcterms:(created|modified)\b[^>]*>)[^<]*(</dcterms:\2>)")
 
@@ -136,6 +134,11 @@ def _fill_sheet(ws, frame: pd.DataFrame) -> None:
     ws.freeze_panes = "A2"
 
 
+def _check_sheet_name(name: str) -> None:
+    if not name or len(name) > 31 or any(ch in name for ch in "[]:*?/\\"):
+        raise ValueError(f"sheet name {name!r} is not valid in Excel (1 to 31 characters, none of []:*?/\\)")
+
+
 def _check_frame(frame: pd.DataFrame, sheet: str) -> None:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"sheet {sheet!r}: a pandas DataFrame was expected, got {type(frame).__name__}")
@@ -156,13 +159,14 @@ def write_sheets(path: PathLike, sheets: Mapping[str, pd.DataFrame]) -> None:
     """
     path = Path(path)
     _require_xlsx(path)
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)
+    tables = {}
     for name, frame in sheets.items():
+        _check_sheet_name(name)
         _check_frame(frame, name)
-        _fill_sheet(wb.create_sheet(title=name), frame)
-    with atomic_path(path) as tmp:
-        _save_reproducibly(wb, tmp)
+        rows = ([_cell_value(v) for v in row] for row in frame.itertuples(index=False, name=None))
+        tables[name] = ([str(c) for c in frame.columns], rows)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write_xlsx(fh, tables)
 
 
 def _open_workbook(path: Path):
@@ -211,8 +215,7 @@ def add_sheet(path: PathLike, name: str, frame: pd.DataFrame, *, protected: tupl
     path = Path(path)
     if name in protected:
         raise ValueError(f"{path}: sheet {name!r} cannot be replaced; choose another name")
-    if len(name) > 31 or any(ch in name for ch in "[]:*?/\\"):
-        raise ValueError(f"sheet name {name!r} is not valid in Excel (at most 31 characters, none of []:*?/\\)")
+    _check_sheet_name(name)
     _check_frame(frame, name)
     wb = _open_workbook(path)
     replaced = name in wb.sheetnames
