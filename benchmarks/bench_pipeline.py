@@ -54,6 +54,16 @@ FOLDER = "dataset-01training"  # VerSe20 training folder
 GROUPED = "grouped/VerSe20/train"
 
 
+def timed(func, repeats: int) -> float:
+    """Median wall time of ``func()`` in seconds over ``repeats`` calls (in this process)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 # --- the archive ----------------------------------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from benchmarks.bench_pipeline_io import timed
+from benchmarks.bench_pipeline import timed
 from utils.labels import LabelMap
 from utils.nifti_io import load_nifti, read_mask, save_nifti
 from utils.report.dataset_profile import available_profiles
