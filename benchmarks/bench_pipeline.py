@@ -193,14 +193,15 @@ def _import_heavy() -> None:
     import yaml  # noqa: F401
 
 
-def run_main(script: str, argv: list[str]) -> int:
+def load_script(script: str):
+    """The module of a routine's script, loaded as ``python script`` would (its imports are not timed)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_script", REPO / script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return module.main(argv)
+    return module
 
 
 def _read(path: Path, kind: str) -> None:
@@ -261,8 +262,9 @@ def worker(job: dict) -> dict:
     extra: dict = {}
     if mode == "routine":
         argv = command(routine, root, job.get("workers", 1))
+        script = load_script(argv[0])
         cpu0, start = time.process_time(), time.perf_counter()
-        code = run_main(argv[0], argv[1:])
+        code = script.main(argv[1:])
         seconds = time.perf_counter() - start
         if code != 0:
             raise RuntimeError(f"{routine.script} exited {code}")
@@ -387,10 +389,11 @@ def naive_detect(root: Path, scratch: Path) -> dict:
 
     from utils.mask_qc_reference import naive_small_region_count
 
-    img, mask, _ = _nib_mask(_one(root, f"{SAMPLE}/*_mask.nii.gz"))
+    path = _one(root, f"{SAMPLE}/*_mask.nii.gz")
+    img, mask, _ = _nib_mask(path)
     sizes = naive_small_region_count(mask, img.affine, 100.0)
     pd.DataFrame([{"label": k, "voxels": v} for k, vs in sizes.items() for v in vs]).to_excel(scratch / "small.xlsx", index=False)
-    return {"sizes": {str(k): sorted(int(x) for x in v) for k, v in sizes.items()}}
+    return {"ID": path.parent.name, "sizes": {str(k): sorted(int(x) for x in v) for k, v in sizes.items()}}
 
 
 def _naive_repair(mode: str, root: Path, scratch: Path) -> dict:
@@ -458,6 +461,7 @@ def same_output(routine: Routine, work: Path, scratch: Path, naive: dict) -> boo
         return bool(np.array_equal(tool_mask(f"{SAMPLE}/*_mask.nii.gz")[:, :, s0:s1], np.load(scratch / f"naive_{routine.key}.npy")))
     if routine.key == "detect":
         sheet = read_sheet(work / "descriptor" / "small.xlsx")
+        sheet = sheet[sheet["ID"].astype(str) == naive["ID"]]  # the naive route looks at one of the scans
         sizes = {str(k): sorted(int(v) for v in g["voxel_count"]) for k, g in sheet.groupby("label_index")}
         return sizes == naive["sizes"]
     return None
@@ -476,7 +480,7 @@ def build_states(base: Path, subjects: list[str], mask: np.ndarray, affine: np.n
         nxt = base / f"state_{key}"
         snapshot(done[BY_KEY[key].after], nxt)
         argv = command(BY_KEY[key], nxt)
-        if run_main(argv[0], argv[1:]) != 0:
+        if load_script(argv[0]).main(argv[1:]) != 0:
             raise RuntimeError(f"setting up: {key} failed")
         done[key] = nxt
     for key in keys:
