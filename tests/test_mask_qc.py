@@ -315,3 +315,20 @@ def test_threshold_mask_removes_foreground_outside_the_range_only():
     assert out.ravel().tolist() == [0, 1, 2, 0, 0, 0] and n == 3
     with pytest.raises(ValueError, match="LO <= HI"):
         threshold_mask(mask, vol, 5.0, 1.0)
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_threshold_slab_by_slab_equals_the_whole_volume_rule(order, monkeypatch):
+    import utils.mask_qc
+
+    monkeypatch.setattr(utils.mask_qc, "_SLAB_VOXELS", 37)  # many slabs, some not a whole number of planes
+    rng = np.random.default_rng(3)
+    mask = np.asarray(blob_stack_mask((30, 26, 17), [1, 2, 5], rng=rng, specks=20), order=order)
+    vol = np.asarray(rng.normal(300.0, 600.0, mask.shape).astype(np.float32), order=order)
+    vol[tuple(np.argwhere(mask > 0)[::50].T)] = np.nan
+    expected_drop = (mask > 0) & ~((vol >= -140.0) & (vol <= 1000.0))
+    out, where = utils.mask_qc._threshold(mask, vol, -140.0, 1000.0, None)
+    np.testing.assert_array_equal(out, np.where(expected_drop, 0, mask))
+    assert out.flags.f_contiguous == (order == "F")
+    assert sorted(map(tuple, where.tolist())) == sorted(map(tuple, np.argwhere(expected_drop).tolist()))
+    assert expected_drop.sum() > 100

@@ -13,7 +13,7 @@ from tests.conftest import REPO, run_script
 from utils.mask_qc import REPORT_COLUMNS, STEP_CLOSE, STEP_OPEN, STEP_THRESHOLD
 from utils.mask_qc_reference import naive_repair_mask
 from utils.nifti_io import load_nifti, read_mask, read_volume
-from utils.sample_info import SampleDir, read_info, write_info
+from utils.sample_info import MASK_LABELS, SampleDir, file_stamp, read_info, write_info
 from utils.slice_morphology import SliceRepair
 from utils.spreadsheet import read_sheet
 from utils.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti
@@ -50,6 +50,14 @@ def assert_binaries_consistent(sample: SampleDir, shorts=SHORTS) -> np.ndarray:
     for idx, short in shorts.items():
         np.testing.assert_array_equal(read_labels(sample.binary_mask(f"{idx:02d}_{short}")), (mask == idx).astype(np.uint8))
     return mask
+
+
+def assert_mask_labels_recorded(sample: SampleDir) -> None:
+    """The info yaml records the voxel count of every value of the mask now on disk (updated, not recounted)."""
+    counts = np.bincount(read_labels(sample.mask).ravel(), minlength=256)
+    recorded = read_info(sample.info)[MASK_LABELS]
+    assert recorded["file"] == file_stamp(sample.mask)
+    assert recorded["voxels"] == {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
 
 
 def nifti_contents(folder: Path) -> dict[str, bytes]:
@@ -118,6 +126,7 @@ def test_close_in_place_repairs_masks_consistently_records_history_and_second_ru
     args = ["--root_dir", root, "--output_dir", root, "--kernel_size", 5, 5, "--filter_halfedge", 3, "--region_area_thresh", 2.0, "--no_pbar"]
     assert run_script(CLOSE, *args) == 0
     repaired = assert_binaries_consistent(sample)
+    assert_mask_labels_recorded(sample)
     expected = naive_repair_mask(original, load_nifti(sample.mask).affine, SliceRepair("close", (5, 5), 2.0), 3, labels=[0, 1, 2, 3])
     np.testing.assert_array_equal(repaired, expected)
     assert (repaired != original).sum() > 0
@@ -158,6 +167,7 @@ def test_open_to_another_output_dir_copies_the_layout_and_leaves_the_input_untou
         assert sorted(p.name for p in dst.path.iterdir()) == sorted(state)
         assert dst.volume.read_bytes() == src.volume.read_bytes()
         mask = assert_binaries_consistent(dst)
+        assert_mask_labels_recorded(dst)
         expected = naive_repair_mask(read_labels(src.mask), AFFINE, SliceRepair("open", (2, 2), 10.0), 3, labels=[0, 1, 2, 3])
         np.testing.assert_array_equal(mask, expected)
         assert read_info(dst.info)["history"][-1]["step"] == STEP_OPEN
@@ -221,6 +231,8 @@ def test_thresholding_removes_foreground_outside_the_range_and_keeps_binaries_co
         assert int((new != mask).sum()) == read_info(sample.info)["history"][-1]["result"]["voxels_set_to_background"]
         assert read_info(sample.info)["history"][-1]["params"] == {"thresh": [-140.0, 1000.0]}
     assert_binaries_consistent(with_bin)
+    assert_mask_labels_recorded(with_bin)
+    assert_mask_labels_recorded(without_bin)
     assert not list(without_bin.path.glob("*_mask_*"))
     assert read_info(with_bin.info)["history"][-1]["step"] == STEP_THRESHOLD
     state = file_state(with_bin.path)

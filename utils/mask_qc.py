@@ -225,11 +225,13 @@ def _write_sample(
     binaries: dict[int, tuple[str, Path]],
     info: dict[str, Any],
     boxes: Boxes | None = None,
+    counts: npt.NDArray[np.int64] | None = None,
 ) -> None:
     """Write ``dst``: other files copied (when not in place), binary masks, mask, info yaml last.
 
     ``mask is None`` means unchanged: nothing is re-encoded, the files are copied (or left in place).
-    ``boxes`` holds a box around every voxel of each label (may be loose).
+    ``boxes`` holds a box around every voxel of each label (may be loose); ``counts`` the voxel count of
+    every value 0..255 of ``mask`` (recorded in the info yaml); each is computed from ``mask`` when not given.
     """
     in_place = dst.path.resolve() == src.path.resolve()
     written = {dst.info.name}
@@ -241,12 +243,15 @@ def _write_sample(
             if f.is_file() and not f.name.startswith(".") and f.name not in written:
                 _copy_atomic(f, dst.path / f.name)
     if mask is not None and img is not None:
-        boxes = label_boxes(mask) if boxes is None else boxes
+        if boxes is None or counts is None:
+            stats = label_stats(mask)
+            boxes = stats.boxes() if boxes is None else boxes
+            counts = stats.counts if counts is None else counts
         for idx, (short, _) in binaries.items():
             binary = (mask == 0).view(np.uint8) if idx == 0 else binary_mask_of(mask, idx, boxes.get(idx))
             save_nifti(dst.binary_mask(f"{idx:02d}_{short}"), binary, img.affine, dtype=np.uint8, template=img, descrip="")
         save_nifti(dst.mask, mask, img.affine, dtype=np.uint8, template=img)
-        record_mask_labels(info, dst.mask, label_stats(mask).counts)
+        record_mask_labels(info, dst.mask, counts)
         if binaries:
             info["history"][-1][BINARY_MASKS_FROM] = file_stamp(dst.mask)
     write_info(dst.info, info)
@@ -327,7 +332,8 @@ def apply_mask_step(
                      "nothing to do" if destination.in_place else "copied unchanged")  # fmt: skip
         return {"status": status}
     img, mask = read_label_mask(sample.mask)
-    boxes = label_boxes(mask, getattr(transform, "threads", 1))
+    stats = label_stats(mask)
+    boxes = stats.boxes(threads=getattr(transform, "threads", 1))
     binaries = sample_binary_masks(sample, sorted({0} | set(boxes)), required=False)
     new_mask, result, where = transform(sample, img, mask, boxes)
     if where is None:
@@ -342,9 +348,14 @@ def apply_mask_step(
         write_info(sample.info, {**info, PENDING_STEP: {**entry, "mask_before": file_stamp(sample.mask)}})
     info = dict(info)
     info["history"] = [*(info.get("history") or []), entry]
-    _write_sample(sample, dst, new_mask if changed else None, img, binaries, info, _grown_boxes(boxes, new_mask, diff))
+    counts = stats.counts - np.bincount(mask[diff], minlength=256) + np.bincount(new_mask[diff], minlength=256)
+    _write_sample(sample, dst, new_mask if changed else None, img, binaries, info, _grown_boxes(boxes, new_mask, diff), counts)
     logger.debug("%s: %s; %s", sample.id, result, "mask and binary masks rewritten" if changed else "mask unchanged")
     return {"status": status, "changed": changed, **result}
+
+
+#: Voxels per slab of the thresholding loop (its boolean temporaries are this size, cache-resident).
+_SLAB_VOXELS = 1 << 18
 
 
 def _nonzero(a: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], ...]:
@@ -453,7 +464,11 @@ def threshold_mask(
 def _threshold(
     mask: npt.NDArray[np.uint8], volume: npt.NDArray[np.floating], lo: float, hi: float, boxes: Boxes | None
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-    """:func:`threshold_mask` returning the (n, 3) indices of the removed voxels."""
+    """:func:`threshold_mask` returning the (n, 3) indices of the removed voxels.
+
+    The foreground's box is walked in memory order, a slab of ``_SLAB_VOXELS`` at a time, so the boolean
+    temporaries stay in cache and none has the size of the volume.
+    """
     out = mask.copy(order="K")
     boxes = label_boxes(mask) if boxes is None else boxes
     if not boxes:
@@ -463,9 +478,21 @@ def _threshold(
     sub, vals = out[fg_box], volume[fg_box]
     if fortran:  # element-wise work and nonzero in memory order
         sub, vals = sub.T, vals.T
-    drop = (sub > 0) & ~((vals >= lo) & (vals <= hi))
-    sub[drop] = 0
-    where = np.column_stack(np.nonzero(drop)).astype(np.int64)
+    per_slab = max(1, _SLAB_VOXELS // max(1, sub.shape[1] * sub.shape[2]))
+    found = []
+    for start in range(0, sub.shape[0], per_slab):
+        sub_slab, vals_slab = sub[start : start + per_slab], vals[start : start + per_slab]
+        drop = sub_slab != 0
+        inside = vals_slab >= lo  # NaN is outside: both comparisons are False
+        inside &= vals_slab <= hi
+        drop &= ~inside
+        if drop.any():
+            idx = np.nonzero(drop)
+            sub_slab[idx] = 0
+            slab_where = np.column_stack(idx).astype(np.int64)
+            slab_where[:, 0] += start
+            found.append(slab_where)
+    where = np.concatenate(found) if found else np.zeros((0, 3), np.int64)
     if fortran:
         where = where[:, ::-1]
     return out, where + np.array([b.start for b in fg_box], dtype=np.int64)
