@@ -2,7 +2,7 @@
 
 One command::
 
-    python benchmarks/bench_pipeline.py            # ~10 min on 2 cores: 3 fresh processes per measurement
+    python benchmarks/bench_pipeline.py            # ~25 min on 2 cores: 3 fresh processes per measurement
     python benchmarks/bench_pipeline.py --quick    # ~4 min: 1 run each, 4 scans in the workers sweep
 
 It builds, in a temporary folder, a VerSe archive with one realistic scan: a 512x512x300 int16 CT-like
