@@ -1,0 +1,383 @@
+"""utils/audit_dataset.py end to end: problems planted in a copy of the VerSe demo dataset each give their code on the
+right sample; the clean demo samples of all three datasets give no warning or error; exit codes, policy, outputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import run_script
+from utils.nifti_io import load_nifti, read_mask, save_nifti
+from utils.sample_info import read_info, write_info
+from utils.synthetic import flip_storage
+
+TOOL = "utils/audit_dataset.py"
+
+#: Planted problem -> (sample folder it is planted in, codes it must give there).
+PLANTED = {
+    "swapped labels 17/18 (PIR storage)": ("VerSe19/train/verse004", {"LABEL_ORDER"}),
+    "label 20 at 4x its median volume": ("VerSe19/train/verse401-201", {"LABEL_VOLUME_OUTLIER"}),
+    "label 3 cut by the last slice": ("VerSe20/test/gl017", {"LABEL_AT_FOV_EDGE"}),
+    "empty mask": ("VerSe20/train/verse506", {"MASK_EMPTY"}),
+    "verse010 stored again with a flipped axis, another patient, in test": ("VerSe20/test/verse900", {"DUPLICATE_ACROSS_PATIENTS", "DUPLICATE_ACROSS_SUBSETS"}),
+    "gl003 again with noise added, same patient": ("VerSe20/train/gl003-002", {"NEAR_DUPLICATE_SCAN"}),
+    "CT without its rescale (+1024)": ("VerSe19/test/verse020", {"CT_NOT_HU"}),
+    "constant volume": ("VerSe20/val/verse525", {"VOLUME_CONSTANT"}),
+    "second scan of verse401 with another sex, in test": ("VerSe19/train/verse401-253", {"PATIENT_SEX_MISMATCH", "PATIENT_ACROSS_SUBSETS"}),
+}  # fmt: skip
+
+#: Consequences of a plant that are right too: a volume shifted by 1024 HU or made constant has an outlying
+#: intensity under its mask.
+IMPLIED = {"VerSe19/test/verse020": {"FOREGROUND_INTENSITY_OUTLIER"}, "VerSe20/val/verse525": {"FOREGROUND_INTENSITY_OUTLIER"}}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# planting
+
+
+def _sample(root: Path, rel: str) -> tuple[Path, str]:
+    folder = root / rel
+    return folder, folder.name
+
+
+def _read(folder: Path, sid: str, what: str):
+    path = folder / f"{sid}_{what}.nii.gz"
+    img = load_nifti(path)
+    data = read_mask(img, path) if what == "mask" else np.asarray(img.get_fdata(dtype=np.float32))
+    return np.array(data), img.affine
+
+
+def _write(folder: Path, sid: str, what: str, data: np.ndarray, affine: np.ndarray) -> None:
+    save_nifti(folder / f"{sid}_{what}.nii.gz", data, affine, dtype=np.uint8 if what == "mask" else np.float32)
+
+
+def _edit_info(folder: Path, sid: str, **changes) -> None:
+    info = read_info(folder / f"{sid}_info.yaml")
+    info.update(changes)
+    write_info(folder / f"{sid}_info.yaml", info)
+
+
+def _copy_sample(root: Path, src_rel: str, dst_rel: str, transform, **info_changes) -> None:
+    src, sid = _sample(root, src_rel)
+    dst, new = _sample(root, dst_rel)
+    dst.mkdir(parents=True)
+    for what in ("volume", "mask"):
+        data, affine = _read(src, sid, what)
+        data, affine = transform(what, data, affine)
+        _write(dst, new, what, data, affine)
+    info = read_info(src / f"{sid}_info.yaml")
+    info.update({"ID": new, **info_changes})
+    info.pop("mask_labels", None)
+    write_info(dst / f"{new}_info.yaml", info)
+
+
+def plant(root: Path) -> None:
+    """Every problem of :data:`PLANTED`, in ``root`` (a copy of the grouped demo)."""
+    folder, sid = _sample(root, "VerSe19/train/verse004")  # PIR: the superior-inferior axis is the second array axis
+    mask, affine = _read(folder, sid, "mask")
+    swapped = mask.copy()
+    swapped[mask == 17], swapped[mask == 18] = 18, 17
+    _write(folder, sid, "mask", swapped, affine)
+
+    folder, sid = _sample(root, "VerSe19/train/verse401-201")  # LPS, k runs superior; 22 | 21 | 20 | 19 from k = 0
+    mask, affine = _read(folder, sid, "mask")
+    target = 4.3 * np.count_nonzero(mask == 20)
+    k20, k21 = np.nonzero((mask == 20).any(axis=(0, 1)))[0], np.nonzero((mask == 21).any(axis=(0, 1)))[0]
+    slices = np.arange(k21.min(), k20.max() + 1)
+    i, j = np.ogrid[: mask.shape[0], : mask.shape[1]]
+    radius = np.sqrt(target / (np.pi * len(slices)))
+    disc = (i - mask.shape[0] / 2 + 0.5) ** 2 + (j - mask.shape[1] / 2 + 0.5) ** 2 <= radius**2
+    mask[:, :, slices] = np.where(disc[:, :, None], 20, np.where(mask[:, :, slices] == 21, 0, mask[:, :, slices]))
+    _write(folder, sid, "mask", mask, affine)
+
+    folder, sid = _sample(root, "VerSe20/test/gl017")  # RAS: label 3 is the top vertebra; cut 5 slices off the top
+    for what in ("volume", "mask"):
+        data, affine = _read(folder, sid, what)
+        _write(folder, sid, what, np.ascontiguousarray(data[:, :, :-5]), affine)
+
+    folder, sid = _sample(root, "VerSe20/train/verse506")
+    mask, affine = _read(folder, sid, "mask")
+    _write(folder, sid, "mask", np.zeros_like(mask), affine)
+
+    def flipped(what, data, affine):
+        return flip_storage(data, affine, axis=0)
+
+    _copy_sample(root, "VerSe19/val/verse010", "VerSe20/test/verse900", flipped, subject="verse900", archive="VerSe20", subset="test")
+    rng = np.random.default_rng(7)
+
+    def noisy(what, data, affine):
+        return (data if what == "mask" else (data + rng.normal(0, 20, data.shape)).astype(np.float32)), affine
+
+    _copy_sample(root, "VerSe20/train/gl003", "VerSe20/train/gl003-002", noisy, split="gl003-002")
+
+    folder, sid = _sample(root, "VerSe19/test/verse020")
+    volume, affine = _read(folder, sid, "volume")
+    _write(folder, sid, "volume", volume + 1024.0, affine)
+
+    folder, sid = _sample(root, "VerSe20/val/verse525")
+    volume, affine = _read(folder, sid, "volume")
+    _write(folder, sid, "volume", np.full_like(volume, -1000.0), affine)
+
+    folder, sid = _sample(root, "VerSe19/train/verse401-253")
+    _edit_info(folder, sid, sex="F", subset="test")
+
+
+@pytest.fixture(scope="module")
+def planted(verse_demo, tmp_path_factory) -> tuple[Path, dict]:
+    """A planted copy of the VerSe demo and its audit.json (exit code 1)."""
+    root = tmp_path_factory.mktemp("audit_planted")
+    shutil.copytree(verse_demo / "grouped", root / "grouped")
+    shutil.copytree(verse_demo / "descriptor", root / "descriptor")
+    plant(root / "grouped")
+    assert run_script(TOOL, "--root_dir", root / "grouped", "--output_dir", root / "audit", "--no_pbar") == 1
+    return root, json.loads((root / "audit/audit.json").read_text())
+
+
+def by_sample(report: dict, severities=("error", "warning")) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for f in report["findings"]:
+        if f["severity"] in severities:
+            out.setdefault(f["path"], set()).add(f["code"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the planted problems
+
+
+@pytest.mark.parametrize("problem", list(PLANTED))
+def test_each_planted_problem_gives_its_code_on_its_sample(planted, problem):
+    _, report = planted
+    path, codes = PLANTED[problem]
+    assert codes <= by_sample(report).get(path, set()), [f for f in report["findings"] if f["path"] == path]
+
+
+def test_nothing_else_is_reported_and_untouched_samples_are_clean(planted):
+    _, report = planted
+    expected = {path: codes | IMPLIED.get(path, set()) for path, codes in PLANTED.values()}
+    assert by_sample(report) == expected
+
+
+def test_findings_name_the_values_behind_them(planted):
+    _, report = planted
+    find = {(f["path"], f["code"]): f for f in report["findings"]}
+    order = find["VerSe19/train/verse004", "LABEL_ORDER"]
+    assert order["values"]["pairs"] == [{"expected_first": 17, "expected_second": 18, "gap_mm": pytest.approx(-12.0, abs=1.0)}]
+    assert order["file"] == "VerSe19/train/verse004/verse004_mask.nii.gz" and "17 (T10)" in order["message"]
+    volume = find["VerSe19/train/verse401-201", "LABEL_VOLUME_OUTLIER"]
+    assert volume["values"]["label"] == 20 and volume["values"]["ratio"] == pytest.approx(4.3, rel=0.05)
+    edge = find["VerSe20/test/gl017", "LABEL_AT_FOV_EDGE"]
+    assert edge["values"]["label"] == 3 and [f["direction"] for f in edge["values"]["faces"]] == ["superior"]
+    dup = find["VerSe20/test/verse900", "DUPLICATE_ACROSS_PATIENTS"]
+    assert dup["values"]["kind"] == "exact" and dup["related"] == ["VerSe19/val/verse010"]
+    assert [p["patient"] for p in dup["values"]["pair"]] == ["verse010", "verse900"]
+    assert [p["orientation"] for p in dup["values"]["pair"]] == ["RAS", "LAS"]
+    leak = find["VerSe20/test/verse900", "DUPLICATE_ACROSS_SUBSETS"]
+    assert leak["values"]["conflicts"] == [{"split": "subset (archive)", "subsets": ["val", "test"]}]
+    near = find["VerSe20/train/gl003-002", "NEAR_DUPLICATE_SCAN"]
+    assert near["values"]["kind"] == "near" and near["values"]["residual_correlation"] > 0.5
+    hu = find["VerSe19/test/verse020", "CT_NOT_HU"]
+    assert hu["values"]["median"] > 900 and hu["severity"] == "error" and hu["suggestion"]
+    sex = find["VerSe19/train/verse401-253", "PATIENT_SEX_MISMATCH"]
+    assert sex["values"]["sexes"] == {"VerSe19/train/verse401-201": "M", "VerSe19/train/verse401-253": "F"}
+
+
+def test_summary_thresholds_and_records_are_in_the_json(planted):
+    root, report = planted
+    assert report["format"] == "segmentation-dataset-audit" and report["dataset"] == "verse" and report["modality"] == "CT"
+    assert report["root_dir"] == "../grouped" and report["exit_code"] == 1 and report["samples"] == 12
+    assert report["summary"]["by_code"]["LABEL_ORDER"] == {"severity": "error", "count": 1, "ignored": 0}
+    assert report["summary"]["by_severity"]["error"] == sum(f["severity"] == "error" for f in report["findings"])
+    assert report["policy"]["thresholds"]["label_volume"]["min_ratio"] == 2.0
+    assert report["policy"]["anatomy"]["order"]["labels"][19] == 26  # T13 between T12 and L1
+    rec = next(r for r in report["records"] if r["path"] == "VerSe19/train/verse004")
+    assert rec["geometry"]["orientation"] == "PIR" and rec["geometry"]["shape"] == [36, 40, 36]
+    assert rec["geometry"]["canonical_shape"] == [36, 36, 40]  # R, A, S
+    assert set(rec["mask"]["labels"]) == {"16", "17", "18", "19", "20"}
+    assert set(rec["foreground"]) >= {"mean", "median", "std", "min", "max", "percentile_00_5", "percentile_99_5"}
+    assert rec["meta"] == {"patient": "verse004", "subset": "train", "sex": "F", "age": 65, "keys": {"archive": "VerSe19", "subset": "train"}}
+    assert not any(str(root) in json.dumps(r) for r in report["records"])  # no absolute path of this machine
+
+
+def test_xlsx_holds_the_same_findings(planted):
+    from utils.spreadsheet import read_sheet, sheet_names
+
+    root, report = planted
+    path = root / "audit/audit.xlsx"
+    assert sheet_names(path) == ["Findings", "Summary", "Ignored", "Samples"]
+    sheet = read_sheet(path, "Findings")
+    assert list(zip(sheet["code"], sheet["path"])) == [(f["code"], f["path"]) for f in report["findings"]]
+    assert len(read_sheet(path, "Samples")) == 12
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# clean demos: no false positives
+
+
+@pytest.mark.parametrize("demo", ["verse_demo", "eso_demo", "nme_demo"])
+def test_clean_demo_datasets_give_no_warning_or_error(demo, request, tmp_path):
+    root = request.getfixturevalue(demo)
+    assert run_script(TOOL, "--root_dir", root / "grouped", "--output_dir", tmp_path / "audit", "--fail_on", "warning", "--no_pbar") == 0
+    report = json.loads((tmp_path / "audit/audit.json").read_text())
+    assert report["summary"]["by_severity"]["error"] == report["summary"]["by_severity"]["warning"] == 0, report["findings"]
+    assert report["samples"] == {"verse_demo": 10, "eso_demo": 32, "nme_demo": 15}[demo]
+
+
+def test_the_eso_demo_annotation_spilling_into_air_is_found_before_thresholding(eso_demo, tmp_path):
+    """xiangyang's masks hold a strip in the air outside the body (the demo's planted annotation error): before the
+    tutorial's thresholding removes it, the audit reports it as a second piece of the tumour ROI, cut by the edge."""
+    grouped = tmp_path / "grouped"
+    shutil.copytree(eso_demo / "grouped" / "XY", grouped / "XY")
+    folder = grouped / "XY/post/XY_7710023_post"
+    mask, affine = _read(folder, folder.name, "mask")
+    mask[0:2, 10:14, 4:8] = 1  # as eso/demo_archive.py writes it (edge_spill)
+    _write(folder, folder.name, "mask", mask, affine)
+    code, report = audit(grouped, tmp_path / "out", "--dataset", "eso")
+    assert code == 0 and by_sample(report) == {"XY/post/XY_7710023_post": {"LABEL_FRAGMENTED", "LABEL_AT_FOV_EDGE"}}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# exit codes, policy, re-runs
+
+
+@pytest.fixture
+def small(verse_demo, tmp_path) -> Path:
+    """A copy of three demo samples, one of them with swapped labels."""
+    root = tmp_path / "grouped"
+    for rel in ("VerSe19/train/verse004", "VerSe19/val/verse010", "VerSe20/train/verse505"):
+        shutil.copytree(verse_demo / "grouped" / rel, root / rel)
+    folder, sid = _sample(root, "VerSe19/train/verse004")
+    mask, affine = _read(folder, sid, "mask")
+    mask[mask == 16], mask[mask == 20] = 20, 16
+    _write(folder, sid, "mask", mask, affine)
+    return root
+
+
+def audit(root: Path, out: Path, *extra) -> tuple[int, dict]:
+    dataset = [] if "--dataset" in extra else ["--dataset", "verse"]
+    code = run_script(TOOL, "--root_dir", root, "--output_dir", out, "--no_pbar", *dataset, *extra)
+    report = json.loads((out / "audit.json").read_text()) if (out / "audit.json").is_file() else {}
+    return code, report
+
+
+def test_fail_on_decides_the_exit_code(small, tmp_path):
+    assert audit(small, tmp_path / "a")[0] == 1
+    assert audit(small, tmp_path / "b", "--fail_on", "never")[0] == 0
+    policy = tmp_path / "p.yaml"
+    policy.write_text("severity: {LABEL_ORDER: warning}\n")
+    assert audit(small, tmp_path / "c", "--policy", policy)[0] == 0
+    assert audit(small, tmp_path / "d", "--policy", policy, "--fail_on", "warning")[0] == 1
+    assert audit(small, tmp_path / "e", "--policy", policy, "--fail_on", "info")[0] == 1
+
+
+def test_ignore_rule_moves_the_finding_with_its_reason(small, tmp_path, caplog):
+    policy = tmp_path / "p.yaml"
+    policy.write_text(yaml.safe_dump({"ignore": [
+        {"code": "LABEL_ORDER", "sample": "verse004", "reason": "labels checked by hand, T9 fused"},
+        {"code": "CT_NOT_HU", "sample": "verse010", "reason": "stale rule"},
+    ]}))  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        code, report = audit(small, tmp_path / "out", "--policy", policy)
+    assert code == 0
+    assert [f["code"] for f in report["findings"] if f["severity"] == "error"] == []
+    (ignored,) = report["ignored"]
+    assert ignored["code"] == "LABEL_ORDER" and ignored["reason"].startswith("labels checked by hand, T9 fused (")
+    assert report["summary"]["by_code"]["LABEL_ORDER"] == {"severity": "error", "count": 0, "ignored": 1}
+    assert "ignore rule CT_NOT_HU for verse010" in caplog.text and "matched no finding" in caplog.text
+
+
+def test_thresholds_of_the_policy_are_used(small, tmp_path):
+    policy = tmp_path / "p.yaml"
+    policy.write_text("anatomy: {order: {direction: superior, labels: [16, 20], tolerance_mm: 100}}\n")
+    code, report = audit(small, tmp_path / "out", "--policy", policy)
+    assert code == 0 and report["policy"]["anatomy"]["order"] == {"direction": "superior", "labels": [16, 20], "tolerance_mm": 100.0}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("severity: {NO_SUCH_CODE: error}\n", "severity of unknown code 'NO_SUCH_CODE'"),
+        ("severity: {LABEL_ORDER: fatal}\n", "severity.LABEL_ORDER must be one of"),
+        ("thresholds: {label_volume: {min_ratio: two}}\n", "thresholds.label_volume.min_ratio must be a finite number"),
+        ("thresholds: {label_volum: {min_ratio: 2}}\n", "unknown threshold group 'label_volum'"),
+        ("ignore: [{code: LABEL_ORDER, sample: verse004}]\n", "must have exactly the keys code, sample, reason"),
+        ("ignore: [{code: LABEL_ORDER, sample: verse004, reason: ' '}]\n", "a non-empty 'reason' is required"),
+        ("anatomy: {order: {direction: up, labels: [1, 2]}}\n", "anatomy.order.direction must be one of"),
+        ("thresholds: [1, 2\n", "audit policy is not valid YAML"),
+        ("colours: red\n", "unknown key(s) ['colours']"),
+    ],
+)
+def test_bad_policy_is_one_line_and_exit_2_before_any_read(small, tmp_path, caplog, content, message):
+    policy = tmp_path / "p.yaml"
+    policy.write_text(content)
+    code, report = audit(small, tmp_path / "out", "--policy", policy)
+    assert code == 2 and not report and not (tmp_path / "out").exists()
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert message in line and str(policy) in line
+
+
+def test_unusable_input_exits_2(tmp_path, small, caplog):
+    assert run_script(TOOL, "--root_dir", tmp_path / "nothing", "--output_dir", tmp_path / "o", "--no_pbar") == 2
+    (tmp_path / "empty").mkdir()
+    assert run_script(TOOL, "--root_dir", tmp_path / "empty", "--output_dir", tmp_path / "o", "--no_pbar") == 2
+    assert "no sample folder" in caplog.text
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert run_script(TOOL, "--root_dir", small, "--output_dir", blocker / "audit", "--no_pbar") == 2
+
+
+def test_unreadable_sample_is_a_finding_and_the_others_are_audited(small, tmp_path):
+    folder, sid = _sample(small, "VerSe19/val/verse010")
+    (folder / f"{sid}_volume.nii.gz").write_bytes(b"\x1f\x8b truncated")
+    code, report = audit(small, tmp_path / "out")
+    assert code == 1
+    (bad,) = [f for f in report["findings"] if f["code"] == "SAMPLE_UNREADABLE"]
+    assert bad["path"] == "VerSe19/val/verse010" and bad["file"] == "VerSe19/val/verse010/verse010_volume.nii.gz"
+    assert "truncated or corrupt gzip stream" in bad["message"]
+    assert any(f["code"] == "LABEL_ORDER" for f in report["findings"])
+
+
+def test_rerun_reuses_unchanged_samples_and_gives_the_same_bytes(small, tmp_path, monkeypatch):
+    import utils.audit.measure as measure
+
+    out = tmp_path / "out"
+    audit(small, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    calls = []
+    original = measure.measure_sample
+    monkeypatch.setattr(measure, "measure_sample", lambda s, j: calls.append(s.id) or original(s, j))
+    audit(small, out)
+    assert calls == [] and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    folder, sid = _sample(small, "VerSe20/train/verse505")
+    volume, affine = _read(folder, sid, "volume")
+    _write(folder, sid, "volume", volume + 1024.0, affine)
+    _, report = audit(small, out)
+    assert calls == ["verse505"] and any(f["code"] == "CT_NOT_HU" for f in report["findings"])
+    audit(small, out, "--recompute")
+    assert sorted(calls[1:]) == ["verse004", "verse010", "verse505"]
+
+
+def test_workers_give_the_same_report(small, tmp_path):
+    audit(small, tmp_path / "one")
+    audit(small, tmp_path / "two", "--workers", "2")
+    assert (tmp_path / "one/audit.json").read_bytes() == (tmp_path / "two/audit.json").read_bytes()
+    assert (tmp_path / "one/audit_signatures.npz").read_bytes() == (tmp_path / "two/audit_signatures.npz").read_bytes()
+
+
+def test_help_names_the_options():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run([sys.executable, str(REPO / TOOL), "--help"], capture_output=True, text=True, cwd="/", timeout=60)
+    assert out.returncode == 0
+    for option in ("--root_dir", "--output_dir", "--policy", "--fail_on", "--workers", "--dask_scheduler", "--recompute"):
+        assert option in out.stdout
