@@ -8,126 +8,20 @@ import logging
 import shutil
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 import yaml
 
 from tests.conftest import run_script
-from utils.nifti_io import load_nifti, read_mask, save_nifti
-from utils.sample_info import read_info, write_info
-from utils.synthetic import flip_storage
+from verse.audit_demo import (
+    IMPLIED,
+    PLANTED,
+    plant,
+    read_image,
+    sample_folder,
+    write_image,
+)
 
 TOOL = "utils/audit_dataset.py"
-
-#: Planted problem -> (sample folder it is planted in, codes it must give there).
-PLANTED = {
-    "swapped labels 17/18 (PIR storage)": ("VerSe19/train/verse004", {"LABEL_ORDER"}),
-    "label 20 at 4x its median volume": ("VerSe19/train/verse401-201", {"LABEL_VOLUME_OUTLIER"}),
-    "label 3 cut by the last slice": ("VerSe20/test/gl017", {"LABEL_AT_FOV_EDGE"}),
-    "empty mask": ("VerSe20/train/verse506", {"MASK_EMPTY"}),
-    "verse010 stored again with a flipped axis, another patient, in test": ("VerSe20/test/verse900", {"DUPLICATE_ACROSS_PATIENTS", "DUPLICATE_ACROSS_SUBSETS"}),
-    "gl003 again with noise added, same patient": ("VerSe20/train/gl003-002", {"NEAR_DUPLICATE_SCAN"}),
-    "CT without its rescale (+1024)": ("VerSe19/test/verse020", {"CT_NOT_HU"}),
-    "constant volume": ("VerSe20/val/verse525", {"VOLUME_CONSTANT"}),
-    "second scan of verse401 with another sex, in test": ("VerSe19/train/verse401-253", {"PATIENT_SEX_MISMATCH", "PATIENT_ACROSS_SUBSETS"}),
-}  # fmt: skip
-
-#: Consequences of a plant that are right too: a volume shifted by 1024 HU or made constant has an outlying
-#: intensity under its mask.
-IMPLIED = {"VerSe19/test/verse020": {"FOREGROUND_INTENSITY_OUTLIER"}, "VerSe20/val/verse525": {"FOREGROUND_INTENSITY_OUTLIER"}}
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# planting
-
-
-def _sample(root: Path, rel: str) -> tuple[Path, str]:
-    folder = root / rel
-    return folder, folder.name
-
-
-def _read(folder: Path, sid: str, what: str):
-    path = folder / f"{sid}_{what}.nii.gz"
-    img = load_nifti(path)
-    data = read_mask(img, path) if what == "mask" else np.asarray(img.get_fdata(dtype=np.float32))
-    return np.array(data), img.affine
-
-
-def _write(folder: Path, sid: str, what: str, data: np.ndarray, affine: np.ndarray) -> None:
-    save_nifti(folder / f"{sid}_{what}.nii.gz", data, affine, dtype=np.uint8 if what == "mask" else np.float32)
-
-
-def _edit_info(folder: Path, sid: str, **changes) -> None:
-    info = read_info(folder / f"{sid}_info.yaml")
-    info.update(changes)
-    write_info(folder / f"{sid}_info.yaml", info)
-
-
-def _copy_sample(root: Path, src_rel: str, dst_rel: str, transform, **info_changes) -> None:
-    src, sid = _sample(root, src_rel)
-    dst, new = _sample(root, dst_rel)
-    dst.mkdir(parents=True)
-    for what in ("volume", "mask"):
-        data, affine = _read(src, sid, what)
-        data, affine = transform(what, data, affine)
-        _write(dst, new, what, data, affine)
-    info = read_info(src / f"{sid}_info.yaml")
-    info.update({"ID": new, **info_changes})
-    info.pop("mask_labels", None)
-    write_info(dst / f"{new}_info.yaml", info)
-
-
-def plant(root: Path) -> None:
-    """Every problem of :data:`PLANTED`, in ``root`` (a copy of the grouped demo)."""
-    folder, sid = _sample(root, "VerSe19/train/verse004")  # PIR: the superior-inferior axis is the second array axis
-    mask, affine = _read(folder, sid, "mask")
-    swapped = mask.copy()
-    swapped[mask == 17], swapped[mask == 18] = 18, 17
-    _write(folder, sid, "mask", swapped, affine)
-
-    folder, sid = _sample(root, "VerSe19/train/verse401-201")  # LPS, k runs superior; 22 | 21 | 20 | 19 from k = 0
-    mask, affine = _read(folder, sid, "mask")
-    target = 4.3 * np.count_nonzero(mask == 20)
-    k20, k21 = np.nonzero((mask == 20).any(axis=(0, 1)))[0], np.nonzero((mask == 21).any(axis=(0, 1)))[0]
-    slices = np.arange(k21.min(), k20.max() + 1)
-    i, j = np.ogrid[: mask.shape[0], : mask.shape[1]]
-    radius = np.sqrt(target / (np.pi * len(slices)))
-    disc = (i - mask.shape[0] / 2 + 0.5) ** 2 + (j - mask.shape[1] / 2 + 0.5) ** 2 <= radius**2
-    mask[:, :, slices] = np.where(disc[:, :, None], 20, np.where(mask[:, :, slices] == 21, 0, mask[:, :, slices]))
-    _write(folder, sid, "mask", mask, affine)
-
-    folder, sid = _sample(root, "VerSe20/test/gl017")  # RAS: label 3 is the top vertebra; cut 5 slices off the top
-    for what in ("volume", "mask"):
-        data, affine = _read(folder, sid, what)
-        _write(folder, sid, what, np.ascontiguousarray(data[:, :, :-5]), affine)
-
-    folder, sid = _sample(root, "VerSe20/train/verse506")
-    mask, affine = _read(folder, sid, "mask")
-    _write(folder, sid, "mask", np.zeros_like(mask), affine)
-
-    def flipped(what, data, affine):
-        return flip_storage(data, affine, axis=0)
-
-    _copy_sample(root, "VerSe19/val/verse010", "VerSe20/test/verse900", flipped, subject="verse900", archive="VerSe20", subset="test")
-    rng = np.random.default_rng(7)
-
-    def noisy(what, data, affine):
-        return (data if what == "mask" else (data + rng.normal(0, 20, data.shape)).astype(np.float32)), affine
-
-    _copy_sample(root, "VerSe20/train/gl003", "VerSe20/train/gl003-002", noisy, split="gl003-002")
-
-    folder, sid = _sample(root, "VerSe19/test/verse020")
-    volume, affine = _read(folder, sid, "volume")
-    _write(folder, sid, "volume", volume + 1024.0, affine)
-
-    folder, sid = _sample(root, "VerSe20/val/verse525")
-    volume, affine = _read(folder, sid, "volume")
-    _write(folder, sid, "volume", np.full_like(volume, -1000.0), affine)
-
-    folder, sid = _sample(root, "VerSe19/train/verse401-253")
-    _edit_info(folder, sid, sex="F", subset="test")
-
 
 @pytest.fixture(scope="module")
 def planted(verse_demo, tmp_path_factory) -> tuple[Path, dict]:
@@ -236,9 +130,9 @@ def test_the_eso_demo_annotation_spilling_into_air_is_found_before_thresholding(
     grouped = tmp_path / "grouped"
     shutil.copytree(eso_demo / "grouped" / "XY", grouped / "XY")
     folder = grouped / "XY/post/XY_7710023_post"
-    mask, affine = _read(folder, folder.name, "mask")
+    mask, affine = read_image(folder, folder.name, "mask")
     mask[0:2, 10:14, 4:8] = 1  # as eso/demo_archive.py writes it (edge_spill)
-    _write(folder, folder.name, "mask", mask, affine)
+    write_image(folder, folder.name, "mask", mask, affine)
     code, report = audit(grouped, tmp_path / "out", "--dataset", "eso")
     assert code == 0 and by_sample(report) == {"XY/post/XY_7710023_post": {"LABEL_FRAGMENTED", "LABEL_AT_FOV_EDGE"}}
 
@@ -253,10 +147,10 @@ def small(verse_demo, tmp_path) -> Path:
     root = tmp_path / "grouped"
     for rel in ("VerSe19/train/verse004", "VerSe19/val/verse010", "VerSe20/train/verse505"):
         shutil.copytree(verse_demo / "grouped" / rel, root / rel)
-    folder, sid = _sample(root, "VerSe19/train/verse004")
-    mask, affine = _read(folder, sid, "mask")
+    folder, sid = sample_folder(root, "VerSe19/train/verse004")
+    mask, affine = read_image(folder, sid, "mask")
     mask[mask == 16], mask[mask == 20] = 20, 16
-    _write(folder, sid, "mask", mask, affine)
+    write_image(folder, sid, "mask", mask, affine)
     return root
 
 
@@ -334,7 +228,7 @@ def test_unusable_input_exits_2(tmp_path, small, caplog):
 
 
 def test_unreadable_sample_is_a_finding_and_the_others_are_audited(small, tmp_path):
-    folder, sid = _sample(small, "VerSe19/val/verse010")
+    folder, sid = sample_folder(small, "VerSe19/val/verse010")
     (folder / f"{sid}_volume.nii.gz").write_bytes(b"\x1f\x8b truncated")
     code, report = audit(small, tmp_path / "out")
     assert code == 1
@@ -345,7 +239,7 @@ def test_unreadable_sample_is_a_finding_and_the_others_are_audited(small, tmp_pa
 
 
 def test_rerun_reuses_unchanged_samples_and_gives_the_same_bytes(small, tmp_path, monkeypatch):
-    import utils.audit.measure as measure
+    from utils.audit import measure
 
     out = tmp_path / "out"
     audit(small, out)
@@ -355,9 +249,9 @@ def test_rerun_reuses_unchanged_samples_and_gives_the_same_bytes(small, tmp_path
     monkeypatch.setattr(measure, "measure_sample", lambda s, j: calls.append(s.id) or original(s, j))
     audit(small, out)
     assert calls == [] and {p.name: p.read_bytes() for p in out.iterdir()} == before
-    folder, sid = _sample(small, "VerSe20/train/verse505")
-    volume, affine = _read(folder, sid, "volume")
-    _write(folder, sid, "volume", volume + 1024.0, affine)
+    folder, sid = sample_folder(small, "VerSe20/train/verse505")
+    volume, affine = read_image(folder, sid, "volume")
+    write_image(folder, sid, "volume", volume + 1024.0, affine)
     _, report = audit(small, out)
     assert calls == ["verse505"] and any(f["code"] == "CT_NOT_HU" for f in report["findings"])
     audit(small, out, "--recompute")

@@ -13,6 +13,7 @@ differences into findings; the MAD term keeps a wide one from flagging its norma
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -153,7 +154,7 @@ def _order_findings(rec: dict[str, Any], labels: dict[int, Any], policy: Policy,
     present = [lab for lab in order.labels if lab in labels]
     position = {lab: sign * labels[lab]["centroid_mm"][axis] for lab in present}  # larger = further in the direction
     pairs = []
-    for upper, lower in zip(present, present[1:]):
+    for upper, lower in itertools.pairwise(present):
         gap = position[upper] - position[lower]
         if gap < -order.tolerance_mm:
             pairs.append({"expected_first": upper, "expected_second": lower, "gap_mm": round(gap, 3)})

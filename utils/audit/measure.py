@@ -72,7 +72,7 @@ class MeasureJob:
     age_keys: tuple[str, ...] = ()
     extra_keys: tuple[str, ...] = ()
 
-    def __call__(self, sample: SampleDir) -> "Measurement":
+    def __call__(self, sample: SampleDir) -> Measurement:
         return measure_sample(sample, self)
 
 

@@ -26,7 +26,12 @@ import numpy.typing as npt
 
 from utils.audit.findings import Finding
 from utils.audit.policy import Policy
-from utils.audit.signature import correlations, masked_correlations, noise_part, normalised
+from utils.audit.signature import (
+    correlations,
+    masked_correlations,
+    noise_part,
+    normalised,
+)
 
 __all__ = ["ARCHIVE_SUBSET", "Pair", "duplicate_pairs", "pair_findings", "metadata_findings", "normalise_sex"]
 
@@ -184,7 +189,7 @@ def _age_order(patient: str, recs: list[dict[str, Any]], order: Mapping[str, Any
             timeline.append((rank[str(step).casefold()], age_value, r))
     timeline.sort(key=lambda t: t[0])
     out = []
-    for (r0, a0, rec0), (r1, a1, rec1) in zip(timeline, timeline[1:]):
+    for (r0, a0, rec0), (r1, a1, rec1) in itertools.pairwise(timeline):
         if r1 > r0 and a1 < a0:
             s0, s1 = order["order"][r0], order["order"][r1]
             out.append(Finding("PATIENT_AGE_ORDER", rec1["sample"], rec1["path"], rec1["files"]["info"],

@@ -150,15 +150,15 @@ class Policy:
 
     def to_json(self) -> dict[str, Any]:
         """What ``audit.json`` records of the policy."""
+        order = None
+        if self.order is not None:
+            order = {"direction": self.order.direction, "labels": list(self.order.labels), "tolerance_mm": self.order.tolerance_mm}
+        components = {"default": self.components["default"], "labels": {str(k): v for k, v in self.components["labels"].items()}}
         return {
             "sources": list(self.sources),
             "thresholds": copy.deepcopy(self.thresholds),
             "severity": dict(self.severity),
-            "anatomy": {
-                "order": None if self.order is None else {"direction": self.order.direction, "labels": list(self.order.labels),
-                                                          "tolerance_mm": self.order.tolerance_mm},
-                "components": {"default": self.components["default"], "labels": {str(k): v for k, v in self.components["labels"].items()}},
-            },  # fmt: skip
+            "anatomy": {"order": order, "components": components},
             "metadata": copy.deepcopy(self.metadata),
             "ignore": [{"code": r.code, "sample": r.sample, "reason": r.reason, "source": r.source} for r in self.ignore],
         }
