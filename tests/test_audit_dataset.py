@@ -130,9 +130,9 @@ def test_the_eso_demo_annotation_spilling_into_air_is_found_before_thresholding(
     grouped = tmp_path / "grouped"
     shutil.copytree(eso_demo / "grouped" / "XY", grouped / "XY")
     folder = grouped / "XY/post/XY_7710023_post"
-    mask, affine = read_image(folder, folder.name, "mask")
+    mask, affine, img = read_image(folder, folder.name, "mask")
     mask[0:2, 10:14, 4:8] = 1  # as eso/demo_archive.py writes it (edge_spill)
-    write_image(folder, folder.name, "mask", mask, affine)
+    write_image(folder, folder.name, "mask", mask, affine, img)
     code, report = audit(grouped, tmp_path / "out", "--dataset", "eso")
     assert code == 0 and by_sample(report) == {"XY/post/XY_7710023_post": {"LABEL_FRAGMENTED", "LABEL_AT_FOV_EDGE"}}
 
@@ -148,9 +148,9 @@ def small(verse_demo, tmp_path) -> Path:
     for rel in ("VerSe19/train/verse004", "VerSe19/val/verse010", "VerSe20/train/verse505"):
         shutil.copytree(verse_demo / "grouped" / rel, root / rel)
     folder, sid = sample_folder(root, "VerSe19/train/verse004")
-    mask, affine = read_image(folder, sid, "mask")
+    mask, affine, img = read_image(folder, sid, "mask")
     mask[mask == 16], mask[mask == 20] = 20, 16
-    write_image(folder, sid, "mask", mask, affine)
+    write_image(folder, sid, "mask", mask, affine, img)
     return root
 
 
@@ -250,8 +250,8 @@ def test_rerun_reuses_unchanged_samples_and_gives_the_same_bytes(small, tmp_path
     audit(small, out)
     assert calls == [] and {p.name: p.read_bytes() for p in out.iterdir()} == before
     folder, sid = sample_folder(small, "VerSe20/train/verse505")
-    volume, affine = read_image(folder, sid, "volume")
-    write_image(folder, sid, "volume", volume + 1024.0, affine)
+    volume, affine, img = read_image(folder, sid, "volume")
+    write_image(folder, sid, "volume", volume + 1024.0, affine, img)
     _, report = audit(small, out)
     assert calls == ["verse505"] and any(f["code"] == "CT_NOT_HU" for f in report["findings"])
     audit(small, out, "--recompute")

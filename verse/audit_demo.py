@@ -48,14 +48,16 @@ def sample_folder(root: Path, rel: str) -> tuple[Path, str]:
 
 
 def read_image(folder: Path, sid: str, what: str):
+    """``(data, affine, image)`` of ``{sid}_{what}.nii.gz`` (volume as float32, mask as uint8)."""
     path = folder / f"{sid}_{what}.nii.gz"
     img = load_nifti(path)
     data = read_mask(img, path) if what == "mask" else np.asarray(img.get_fdata(dtype=np.float32))
-    return np.array(data), img.affine
+    return np.array(data), img.affine, img
 
 
-def write_image(folder: Path, sid: str, what: str, data: np.ndarray, affine: np.ndarray) -> None:
-    save_nifti(folder / f"{sid}_{what}.nii.gz", data, affine, dtype=np.uint8 if what == "mask" else np.float32)
+def write_image(folder: Path, sid: str, what: str, data: np.ndarray, affine: np.ndarray, template=None) -> None:
+    """Write ``{sid}_{what}.nii.gz`` keeping the header codes of ``template`` (the image it replaces)."""
+    save_nifti(folder / f"{sid}_{what}.nii.gz", data, affine, dtype=np.uint8 if what == "mask" else np.float32, template=template)
 
 
 def _edit_info(folder: Path, sid: str, **changes) -> None:
@@ -69,9 +71,9 @@ def _copy_sample(root: Path, src_rel: str, dst_rel: str, transform, **info_chang
     dst, new = sample_folder(root, dst_rel)
     dst.mkdir(parents=True)
     for what in ("volume", "mask"):
-        data, affine = read_image(src, sid, what)
+        data, affine, img = read_image(src, sid, what)
         data, affine = transform(what, data, affine)
-        write_image(dst, new, what, data, affine)
+        write_image(dst, new, what, data, affine, img)
     info = read_info(src / f"{sid}_info.yaml")
     info.update({"ID": new, **info_changes})
     info.pop("mask_labels", None)
@@ -81,13 +83,13 @@ def _copy_sample(root: Path, src_rel: str, dst_rel: str, transform, **info_chang
 def plant(root: Path) -> None:
     """Every problem of :data:`PLANTED`, in ``root`` (a copy of the grouped demo)."""
     folder, sid = sample_folder(root, "VerSe19/train/verse004")  # PIR: the superior-inferior axis is the second array axis
-    mask, affine = read_image(folder, sid, "mask")
+    mask, affine, img = read_image(folder, sid, "mask")
     swapped = mask.copy()
     swapped[mask == 17], swapped[mask == 18] = 18, 17
-    write_image(folder, sid, "mask", swapped, affine)
+    write_image(folder, sid, "mask", swapped, affine, img)
 
     folder, sid = sample_folder(root, "VerSe19/train/verse401-201")  # LPS, k runs superior; 22 | 21 | 20 | 19 from k = 0
-    mask, affine = read_image(folder, sid, "mask")
+    mask, affine, img = read_image(folder, sid, "mask")
     target = 4.3 * np.count_nonzero(mask == 20)
     k20, k21 = np.nonzero((mask == 20).any(axis=(0, 1)))[0], np.nonzero((mask == 21).any(axis=(0, 1)))[0]
     slices = np.arange(k21.min(), k20.max() + 1)
@@ -95,16 +97,16 @@ def plant(root: Path) -> None:
     radius = np.sqrt(target / (np.pi * len(slices)))
     disc = (i - mask.shape[0] / 2 + 0.5) ** 2 + (j - mask.shape[1] / 2 + 0.5) ** 2 <= radius**2
     mask[:, :, slices] = np.where(disc[:, :, None], 20, np.where(mask[:, :, slices] == 21, 0, mask[:, :, slices]))
-    write_image(folder, sid, "mask", mask, affine)
+    write_image(folder, sid, "mask", mask, affine, img)
 
     folder, sid = sample_folder(root, "VerSe20/test/gl017")  # RAS: label 3 is the top vertebra; cut 5 slices off the top
     for what in ("volume", "mask"):
-        data, affine = read_image(folder, sid, what)
-        write_image(folder, sid, what, np.ascontiguousarray(data[:, :, :-5]), affine)
+        data, affine, img = read_image(folder, sid, what)
+        write_image(folder, sid, what, np.ascontiguousarray(data[:, :, :-5]), affine, img)
 
     folder, sid = sample_folder(root, "VerSe20/train/verse506")
-    mask, affine = read_image(folder, sid, "mask")
-    write_image(folder, sid, "mask", np.zeros_like(mask), affine)
+    mask, affine, img = read_image(folder, sid, "mask")
+    write_image(folder, sid, "mask", np.zeros_like(mask), affine, img)
 
     def flipped(what, data, affine):
         return flip_storage(data, affine, axis=0)
@@ -118,12 +120,12 @@ def plant(root: Path) -> None:
     _copy_sample(root, "VerSe20/train/gl003", "VerSe20/train/gl003-002", noisy, split="gl003-002")
 
     folder, sid = sample_folder(root, "VerSe19/test/verse020")
-    volume, affine = read_image(folder, sid, "volume")
-    write_image(folder, sid, "volume", volume + 1024.0, affine)
+    volume, affine, img = read_image(folder, sid, "volume")
+    write_image(folder, sid, "volume", volume + 1024.0, affine, img)
 
     folder, sid = sample_folder(root, "VerSe20/val/verse525")
-    volume, affine = read_image(folder, sid, "volume")
-    write_image(folder, sid, "volume", np.full_like(volume, -1000.0), affine)
+    volume, affine, img = read_image(folder, sid, "volume")
+    write_image(folder, sid, "volume", np.full_like(volume, -1000.0), affine, img)
 
     folder, sid = sample_folder(root, "VerSe19/train/verse401-253")
     _edit_info(folder, sid, sex="F", subset="test")
