@@ -15,6 +15,7 @@ from utils.labels import LabelMap
 from utils.report.card import DatasetCard, write_card
 from utils.report.page import render_index
 from utils.report.dataset_profile import ReportProfile, Window
+from utils.report.findings import AuditFindings
 from utils.report.sample import SampleJob, SampleRecord, plain, sample_key
 from utils.report.stats import label_table, resolution_table, summary_table
 from utils.sample_info import SampleDir, read_info
@@ -93,6 +94,7 @@ def build_report(
     workers: int = 1,
     threads: int = 1,
     show_progress: bool = True,
+    audit: AuditFindings | None = None,
 ) -> ReportOutputs:
     """Render every sample (in ``workers`` processes) and write the page and the card.
 
@@ -120,6 +122,8 @@ def build_report(
         Processes over samples; threads per sample.
     show_progress : bool
         tqdm bar.
+    audit : AuditFindings, optional
+        Findings of ``utils/audit_dataset.py`` to show (a table, and code flags per sample).
     """
     root_dir, output_dir = Path(root_dir), Path(output_dir)
     job = SampleJob(root_dir, output_dir, profile.group_by, window, label_map, dict(small_regions or {}), panel_px, threads)
@@ -152,5 +156,8 @@ def build_report(
     outputs = ReportOutputs(output_dir / INDEX_HTML, output_dir / CARD_MD, output_dir / CARD_JSON, records, run)
     write_card(card, outputs.card_md, outputs.card_json)
     names = {lab.index: lab.short for lab in label_map} if label_map is not None else {}
-    atomic_write_text(outputs.index, render_index(card, records, names))
+    if audit is not None:
+        audit.match({r.path for r in records})
+        audit.check_stale(root_dir)
+    atomic_write_text(outputs.index, render_index(card, records, names, audit))
     return outputs

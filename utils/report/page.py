@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from utils.report.card import DatasetCard, format_triple, format_volume, label_display_name
+from utils.report.findings import FLAG_CSS, AuditFindings, audit_flags_html, findings_section
 from utils.report.sample import SampleRecord
 
 __all__ = ["render_index"]
@@ -90,7 +91,7 @@ def _labels_cell(record: SampleRecord, names: dict[int, str]) -> str:
     return f'<td class="labels" data-sort="{len(items)}">{", ".join(items) or "none"}</td>'
 
 
-def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, str]) -> str:
+def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, str], audit: AuditFindings | None = None) -> str:
     cells = []
     if record.image:
         src = escape(quote(record.image))
@@ -99,9 +100,10 @@ def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, 
         cells.append("<td></td>")
     cells.append(f'<td class="id" title="{escape(record.path)}">{escape(record.id)}</td>')
     cells += [f"<td>{escape('' if record.group.get(c) is None else str(record.group.get(c)))}</td>" for c in group_by]
+    audit_flags = audit.flags(record.path, record.id) if audit is not None else []
     if record.error:
         cells += ["<td></td>"] * 4
-        cells.append(f'<td><span class="flag error">error: {escape(record.error)}</span></td>')
+        cells.append(f'<td><span class="flag error">error: {escape(record.error)}</span>{audit_flags_html(audit_flags)}</td>')
     else:
         n_vox = record.shape[0] * record.shape[1] * record.shape[2]
         cells.append(f'<td class="num" data-sort="{n_vox}">{"×".join(str(n) for n in record.shape)}</td>')
@@ -109,14 +111,14 @@ def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, 
         cells.append(f"<td>{escape(record.orientation)}</td>")
         cells.append(_labels_cell(record, names))
         flags = "".join(f'<span class="flag" title="{escape(text)}">{escape(code)}</span>' for code, text in record.flags)
-        cells.append(f'<td data-sort="{len(record.flags)}">{flags}</td>')
+        cells.append(f'<td data-sort="{len(record.flags) + len(audit_flags)}">{flags}{audit_flags_html(audit_flags)}</td>')
     cells.append(f'<td class="steps">{escape(", ".join(record.history))}</td>')
     cls = ' class="error"' if record.error else ""
-    n_flags = len(record.flags) + (1 if record.error else 0)
+    n_flags = len(record.flags) + len(audit_flags) + (1 if record.error else 0)
     return f'<tr{cls} data-flags="{n_flags}">' + "".join(cells) + "</tr>"
 
 
-def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict[int, str]) -> str:
+def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict[int, str], audit: AuditFindings | None = None) -> str:
     """The whole page.
 
     Parameters
@@ -127,6 +129,8 @@ def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict
         One row each (failed samples included, with their error).
     names : dict
         ``{label: short name}`` for the labels column.
+    audit : AuditFindings, optional
+        The dataset audit's findings: a findings section and code flags in the sample rows.
     """
     res = card.resolution
     parts = [
@@ -134,7 +138,7 @@ def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>QC report: {escape(card.title)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{_CSS}{FLAG_CSS if audit is not None else ''}</style></head><body>",
         f"<h1>QC report: {escape(card.title)}</h1>",
         f'<p class="meta">{card.n_samples} samples, {card.n_with_mask} with a mask'
         + (f', <b>{card.n_failed} not readable</b>' if card.n_failed else "")
@@ -169,6 +173,7 @@ def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict
         f'<p class="note">Cases: samples whose mask holds the label; percentage of the {card.n_with_mask} samples with a '
         "mask. Volume = voxel count × voxel volume, over the cases.</p>",
         "</div></div>",
+        findings_section(audit) if audit is not None else "",
         "<h2>Samples</h2>",
         '<div class="controls"><input type="search" id="filter" placeholder="filter: ID, subset, label, flag, step…"> '
         '<label><input type="checkbox" id="flagged"> flagged only</label> '
@@ -177,12 +182,15 @@ def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict
         '<table id="samples" class="sortable"><thead><tr><th>picture</th><th>ID</th>'
         + "".join(f"<th>{escape(c)}</th>" for c in card.group_by)
         + "<th>shape</th><th>spacing (mm)</th><th>orientation</th><th>labels present</th><th>flags</th><th>history</th></tr></thead><tbody>",
-        *(_sample_row(r, card.group_by, names) for r in records),
+        *(_sample_row(r, card.group_by, names, audit) for r in records),
         "</tbody></table>",
         '<p class="note">Flags (hover for details): reoriented / resampled — routine 02 moved the mask onto the volume '
         "grid; qform_sform — the archive file's qform and sform disagree; warnings — other warnings in the info yaml; "
         "unknown_labels — mask values missing from the label map; small_regions — rows in the small-region manifest; "
-        "oblique — voxel axes not aligned with the patient axes; no_mask; empty_mask.</p>",
+        "oblique — voxel axes not aligned with the patient axes; no_mask; empty_mask."
+        + (" Coloured codes: the audit's findings on the sample (red error, orange warning, blue info; dashed: the sample is "
+           "the other one of a finding, e.g. the original of a duplicate), listed in the audit findings table above." if audit is not None else "")
+        + "</p>",
         f"<script>{_JS}</script>",
         "</body></html>",
         "",
