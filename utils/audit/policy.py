@@ -204,6 +204,8 @@ class Policy:
         if not isinstance(value, dict):
             raise PolicyError(f"{source}: 'severity' must map codes to one of {list(GRADES)}, found {value!r}")
         for code, grade in value.items():
+            if grade is False:  # YAML 1.1 reads an unquoted off as false
+                grade = "off"
             if code not in CODES:
                 raise PolicyError(f"{source}: severity of unknown code {code!r}; the codes are listed in docs/audit.md")
             if grade not in GRADES:

@@ -123,7 +123,7 @@ def canonical(data: npt.NDArray, affine: Affine) -> Canonical:
 def subgrid_step(shape: tuple[int, ...], voxels: int = SUBGRID_VOXELS) -> int:
     """Step along every axis so that the regular sub-grid keeps at least ``voxels`` voxels (1 for small images)."""
     total = math.prod(shape)
-    step = max(1, int((total / voxels) ** (1.0 / 3.0)))
+    step = max(1, math.ceil((total / voxels) ** (1.0 / 3.0)) + 1)
     while step > 1 and math.prod(-(-n // step) for n in shape) < voxels:
         step -= 1
     return step
