@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -482,3 +483,15 @@ def test_rotation_helper_keeps_geometry_tests_honest():
     affine = affine_for("LPS", SPACING)
     affine[:3, :3] = rotation_about(2, 3.0) @ affine[:3, :3]
     assert obliquity_deg(affine) == pytest.approx(3.0, abs=1e-6)
+
+
+def test_every_code_and_threshold_is_documented():
+    from utils.audit.codes import CODES
+    from utils.audit.policy import DEFAULT_THRESHOLDS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs/audit.md").read_text(encoding="utf-8")
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([A-Z_]+)` \| (error|warning|info)", doc, flags=re.M)}
+    assert {code: c.severity for code, c in CODES.items()} == rows
+    for group, names in DEFAULT_THRESHOLDS.items():
+        line = " ".join(ln for ln in doc.splitlines() if ln.startswith(f"| `{group}."))
+        assert all(name in line for name in names), (group, names)

@@ -10,7 +10,7 @@ audit with another policy, and not a tool that needs the same statistics (nnU-Ne
 fingerprint: spacing, shape, crop to non-zero, foreground intensity statistics).
 
 Cost per sample: decompressing the two files (the I/O floor), then a few passes that
-touch memory once each: min/max, a regular sub-grid of at least 2²¹ voxels (percentiles,
+touch memory once each: min/max, a regular sub-grid of at least 2²⁰ voxels (percentiles,
 thumbnail), the canonical-order CRC, the mask's label histogram (:mod:`utils.label_stats`),
 its 3D components in the foreground's box (``cc3d``, all labels in one pass), and the
 volume under the mask inside that box.
@@ -176,9 +176,11 @@ def _face_counts(mask: npt.NDArray[np.uint8]) -> list[tuple[npt.NDArray[np.int64
     """Voxel count of each value on the first and the last slice of each axis."""
     out = []
     for axis in range(3):
-        first = np.take(mask, 0, axis=axis)
-        last = np.take(mask, mask.shape[axis] - 1, axis=axis)
-        out.append((np.bincount(first.reshape(-1), minlength=256), np.bincount(last.reshape(-1), minlength=256)))
+        ends = []
+        for index in (0, mask.shape[axis] - 1):
+            face = mask[(slice(None),) * axis + (index,)]  # a view (np.take would walk the whole mask)
+            ends.append(np.bincount(face.reshape(-1), minlength=256))
+        out.append((ends[0], ends[1]))
     return out
 
 

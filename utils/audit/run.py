@@ -282,7 +282,7 @@ def run_audit(
         "root_dir": _relative(setup.root_dir, setup.output_dir),
         "dataset": setup.dataset,
         "modality": setup.modality,
-        "label_map": setup.label_map_source,
+        "label_map": _relative(Path(setup.label_map_source), setup.output_dir) if setup.label_map_source else None,
         "manifest": None if setup.manifest is None else _relative(setup.manifest, setup.output_dir),
         "splits": sorted(setup.splits),
         "fail_on": fail_on,

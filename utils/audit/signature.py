@@ -59,8 +59,8 @@ __all__ = [
     "masked_correlations",
 ]
 
-#: Voxels of the regular sub-grid used for whole-volume percentiles, the thumbnail and the key (at least this many).
-SUBGRID_VOXELS = 1 << 21
+#: Voxels of the regular sub-grid used for whole-volume percentiles, the thumbnail and the key (at least this many: percentiles within ~0.1 percentile rank).
+SUBGRID_VOXELS = 1 << 20
 
 #: Points per canonical axis of the thumbnail and of the residual lattice (at most).
 LATTICE = 16
