@@ -23,6 +23,7 @@ from utils.audit.findings import Finding, fails, grade, summary
 from utils.audit.measure import MeasureJob, face_names, label_geometry, measure_sample, nonzero_box
 from utils.audit.pairs import duplicate_pairs, metadata_findings, normalise_sex, pair_findings
 from utils.audit.policy import IgnoreRule, Policy, PolicyError, load_policy
+from utils.export.descriptor import DatasetDescriptor
 from utils.sample_info import SampleDir
 from utils.synthetic import affine_for, rotation_about
 
@@ -210,7 +211,8 @@ def test_measure_sample_foreground_statistics_are_numpys_over_the_mask(tmp_path)
     mask[10:12, 8:11, 2:4] = 2
     affine = affine_for("PIR", SPACING, origin=(1.0, 2.0, 3.0))
     folder = write_sample(tmp_path, "A/train/s1", volume, mask, affine, subject="p1", subset="train", sex="m", age=50)
-    m = measure_sample(SampleDir(folder), MeasureJob(tmp_path, "{subject}", ("sex",), ("age",), ("subset",)))
+    verse = DatasetDescriptor.load(Path(__file__).resolve().parents[1] / "descriptors/verse/dataset.yaml")  # patient_id '{subject}'
+    m = measure_sample(SampleDir(folder), MeasureJob(tmp_path, verse, ("sex",), ("age",), ("subset",)))
     rec = m.record
     assert rec["error"] is None and rec["meta"] == {"patient": "p1", "subset": "train", "sex": "m", "age": 50, "keys": {"subset": "train"}}
     fg = volume[mask > 0].astype(np.float64)

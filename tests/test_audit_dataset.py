@@ -275,3 +275,19 @@ def test_help_names_the_options():
     assert out.returncode == 0
     for option in ("--root_dir", "--output_dir", "--policy", "--fail_on", "--workers", "--dask_scheduler", "--recompute"):
         assert option in out.stdout
+
+
+def test_dask_scheduler_gives_the_same_report(small, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    import os
+
+    from tests.conftest import REPO
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                      silence_logs=logging.CRITICAL) as cluster:  # fmt: skip
+            code, report = audit(small, tmp_path / "dask", "--dask_scheduler", cluster.scheduler_address)
+    assert code == 1
+    audit(small, tmp_path / "serial")
+    assert (tmp_path / "dask/audit.json").read_bytes() == (tmp_path / "serial/audit.json").read_bytes()

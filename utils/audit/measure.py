@@ -58,8 +58,8 @@ class MeasureJob:
     ----------
     root_dir : Path
         Grouped dataset; paths in the record are relative to it.
-    patient_id : str or None
-        Format string over info-yaml keys that names the patient (``'{subject}'``).
+    descriptor : DatasetDescriptor or None
+        The dataset's ``dataset.yaml``: its ``patient_id`` names the patient from info-yaml keys (``'{subject}'``).
     sex_keys, age_keys : tuple of str
         Info-yaml keys (also under ``attributes``) of sex and age, case-insensitive.
     extra_keys : tuple of str
@@ -67,7 +67,7 @@ class MeasureJob:
     """
 
     root_dir: Path
-    patient_id: str | None = None
+    descriptor: Any = None
     sex_keys: tuple[str, ...] = ()
     age_keys: tuple[str, ...] = ()
     extra_keys: tuple[str, ...] = ()
@@ -134,27 +134,19 @@ def _find_key(info: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _patient(info: dict[str, Any], template: str | None) -> str | None:
-    if not template:
+def _patient(info: dict[str, Any], descriptor: Any) -> str | None:
+    """The patient of a sample by the dataset's ``patient_id`` (:meth:`DatasetDescriptor.patient_of`), None when unknown."""
+    if descriptor is None:
         return None
-    import string
-
-    values = {}
-    for _, name, _, _ in string.Formatter().parse(template):
-        if not name:
-            continue
-        value = info.get(name)
-        if value is None or str(value).strip() == "":
-            return None
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        values[name] = str(value).strip()
-    return template.format_map(values)
+    try:
+        return descriptor.patient_of(info)
+    except ValueError:
+        return None
 
 
 def _metadata(info: dict[str, Any], job: MeasureJob) -> dict[str, Any]:
     return {
-        "patient": _patient(info, job.patient_id),
+        "patient": _patient(info, job.descriptor),
         "subset": _plain(info.get("subset")),
         "sex": _find_key(info, job.sex_keys),
         "age": _find_key(info, job.age_keys),

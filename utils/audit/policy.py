@@ -36,6 +36,7 @@ from typing import Any
 
 from utils.aliases import PathLike
 from utils.audit.codes import CODES, GRADES
+from utils.metadata_sheets import AGE_COLUMNS, SEX_COLUMNS
 from utils.yaml_files import load_yaml_file
 
 __all__ = [
@@ -75,7 +76,8 @@ DIRECTIONS: dict[str, tuple[int, float]] = {
 }  # fmt: skip
 
 _TOP_KEYS = ("thresholds", "severity", "anatomy", "metadata", "ignore")
-_DEFAULT_METADATA = {"sex_keys": ["sex", "gender", "性别"], "age_keys": ["age", "age_ct", "年龄"], "scan_order": None}
+#: Default metadata keys: the sex and age column names the metadata readers recognise (utils/metadata_sheets.py).
+_DEFAULT_METADATA = {"sex_keys": list(SEX_COLUMNS), "age_keys": list(AGE_COLUMNS), "scan_order": None}
 
 
 class PolicyError(ValueError):

@@ -43,7 +43,7 @@ class AuditSetup:
     samples: list[SampleDir]
     dataset: str
     modality: str
-    patient_id: str | None
+    descriptor: Any
     policy: Policy
     label_names: dict[int, str] | None
     label_map_source: str
@@ -174,7 +174,7 @@ def prepare(
         samples=samples,
         dataset=key,
         modality=modality,
-        patient_id=descriptor.patient_id if descriptor is not None else None,
+        descriptor=descriptor,
         policy=policy,
         label_names=label_names,
         label_map_source=str(label_map_file or ""),
@@ -190,7 +190,7 @@ def measure_job(setup: AuditSetup) -> MeasureJob:
     order_key = (setup.policy.metadata.get("scan_order") or {}).get("key")
     return MeasureJob(
         root_dir=setup.root_dir,
-        patient_id=setup.patient_id,
+        descriptor=setup.descriptor,
         sex_keys=tuple(setup.policy.metadata["sex_keys"]),
         age_keys=tuple(setup.policy.metadata["age_keys"]),
         extra_keys=tuple(dict.fromkeys([*setup.group_keys, *([order_key] if order_key else [])])),
@@ -237,7 +237,7 @@ def _same_job(record: dict[str, Any], job: MeasureJob) -> bool:
 
 
 def _job_signature(job: MeasureJob) -> dict[str, Any]:
-    return {"patient_id": job.patient_id, "sex_keys": list(job.sex_keys), "age_keys": list(job.age_keys), "extra_keys": list(job.extra_keys)}
+    return {"patient_id": job.descriptor.patient_id if job.descriptor is not None else None, "sex_keys": list(job.sex_keys), "age_keys": list(job.age_keys), "extra_keys": list(job.extra_keys)}
 
 
 def run_audit(
