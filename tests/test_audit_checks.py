@@ -162,7 +162,9 @@ def test_label_geometry_against_scipy_and_numpy(order):
     mask[15, 0:5, 4:10] = 7  # touches the first slice of axis 1
     mask[10, 10, 10] = 7
     affine = affine_for("LPS", SPACING, origin=(5.0, 6.0, -7.0), oblique_deg=3.0)
-    got = label_geometry(mask, affine)
+    volume = np.asarray(np.random.default_rng(6).normal(size=shape), dtype=np.float32, order="F" if order == "C" else "C")
+    got, under = label_geometry(mask, affine, volume)
+    assert np.array_equal(np.sort(under), np.sort(volume[mask > 0]))  # the other memory order than the mask's
     assert sorted(got) == [3, 7]
     names = face_names(affine)
     for label in (3, 7):

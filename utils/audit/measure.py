@@ -176,11 +176,15 @@ def _face_counts(mask: npt.NDArray[np.uint8]) -> list[tuple[npt.NDArray[np.int64
     return out
 
 
-def label_geometry(mask: npt.NDArray[np.uint8], affine: Affine) -> dict[int, dict[str, Any]]:
+def label_geometry(
+    mask: npt.NDArray[np.uint8], affine: Affine, volume: npt.NDArray | None = None
+) -> tuple[dict[int, dict[str, Any]], npt.NDArray | None]:
     """Per foreground label: voxels, volume, world centroid, box, 3D pieces and the field-of-view faces it touches.
 
     The 3D components of every label (26-connectivity, voxels connect only to voxels of the
-    same value) come from one ``cc3d`` pass over the foreground's bounding box.
+    same value) come from one ``cc3d`` pass over the foreground's bounding box; their sizes,
+    boxes and centroids from the foreground voxels only, sorted by component (the background,
+    most of the box, is never walked again).
 
     Parameters
     ----------
@@ -188,6 +192,8 @@ def label_geometry(mask: npt.NDArray[np.uint8], affine: Affine) -> dict[int, dic
         Any memory order.
     affine : (4, 4) ndarray
         Its voxel-to-world matrix (RAS+ mm).
+    volume : (I, J, K) ndarray, optional
+        The volume on the same grid: its values under the mask are returned too.
 
     Returns
     -------
@@ -197,6 +203,8 @@ def label_geometry(mask: npt.NDArray[np.uint8], affine: Affine) -> dict[int, dic
         first/last slice the label touches: ``{'direction', 'axis', 'voxels', 'fraction'}``, ``fraction`` being
         the voxels on that slice over the mean slice area of the label's largest piece along that axis
         (about 1 or more where the edge cuts the structure, small where it grazes a tip).
+    under_mask : ndarray or None
+        ``volume``'s values at the foreground voxels (any order); None without ``volume`` or foreground.
     """
     import cc3d
 
@@ -205,39 +213,46 @@ def label_geometry(mask: npt.NDArray[np.uint8], affine: Affine) -> dict[int, dic
     stats = label_stats(mask)
     box = stats.foreground
     if box is None:
-        return {}
+        return {}, None
     voxel = voxel_volume_mm3(affine)
     view, transposed = memory_view(mask)
     box_view = tuple(box[::-1]) if transposed else box
     crop = np.ascontiguousarray(view[box_view])
-    comps, n = cc3d.connected_components(crop, connectivity=26, return_N=True)
-    st = cc3d.statistics(comps, no_slice_conversion=True)
-    counts = np.asarray(st["voxel_counts"], dtype=np.int64)
-    bboxes = np.asarray(st["bounding_boxes"], dtype=np.int64).reshape(-1, 6)
-    centroids = np.asarray(st["centroids"], dtype=np.float64)
-    offset = np.array([s.start for s in box_view], dtype=np.float64)
-    pieces: dict[int, list[int]] = {}
-    for c in range(1, n + 1):
-        lo, hi = bboxes[c, 0::2], bboxes[c, 1::2]
-        region = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
-        first = int(np.argmax(comps[region] == c))
-        label = int(crop[region].reshape(-1)[first])
-        pieces.setdefault(label, []).append(c)
+    comps, _ = cc3d.connected_components(crop, connectivity=26, return_N=True)
+    flat = crop.reshape(-1)
+    fg = np.flatnonzero(flat)
+    coords = np.unravel_index(fg, crop.shape)  # (slow, mid, fast) of the crop
+    under_mask = None
+    if volume is not None:
+        vview = volume.T if transposed else volume  # the mask's axes order
+        under_mask = vview[box_view][crop != 0]  # a boolean walk of the box in memory order: faster than gathering by index
+    comp = comps.reshape(-1)[fg]
+    order = np.argsort(comp, kind="stable")
+    comp_sorted = comp[order]
+    starts = np.flatnonzero(np.r_[True, comp_sorted[1:] != comp_sorted[:-1]])
+    counts = np.diff(np.r_[starts, comp_sorted.size])
+    piece_label = flat[fg[order[starts]]]
+    offset = np.array([s.start for s in box_view], dtype=np.int64)
+    lo = np.empty((starts.size, 3), np.int64)
+    hi = np.empty((starts.size, 3), np.int64)
+    sums = np.empty((starts.size, 3), np.float64)
+    for a in range(3):
+        c = coords[a][order]
+        lo[:, a] = np.minimum.reduceat(c, starts) + offset[a]
+        hi[:, a] = np.maximum.reduceat(c, starts) + offset[a]
+        sums[:, a] = np.add.reduceat(c, starts) + offset[a] * counts  # intp coordinates: exact integer sums
+    if transposed:  # back to the mask's (i, j, k)
+        lo, hi, sums = lo[:, ::-1], hi[:, ::-1], sums[:, ::-1]
     aff = np.asarray(affine, dtype=np.float64)
     faces = _face_counts(mask)
     names = face_names(aff)
     out: dict[int, dict[str, Any]] = {}
-    for label in sorted(pieces):
-        ids = np.asarray(pieces[label])
-        w = counts[ids].astype(np.float64)
-        centre = (centroids[ids] * w[:, None]).sum(axis=0) / w.sum() + offset
-        lo = bboxes[ids][:, 0::2].min(axis=0) + offset
-        hi = bboxes[ids][:, 1::2].max(axis=0) + offset
-        main = ids[int(np.argmax(counts[ids]))]
-        main_extent = bboxes[main, 1::2] - bboxes[main, 0::2] + 1
-        if transposed:
-            centre, lo, hi, main_extent = centre[::-1], lo[::-1], hi[::-1], main_extent[::-1]
+    for label in sorted(int(v) for v in np.unique(piece_label)):
+        ids = np.flatnonzero(piece_label == label)
+        centre = sums[ids].sum(axis=0) / counts[ids].sum()
         world = aff[:3, :3] @ centre + aff[:3, 3]
+        main = ids[int(np.argmax(counts[ids]))]
+        main_extent = hi[main] - lo[main] + 1
         touching = []
         for axis in range(3):
             cross_section = float(counts[main]) / float(main_extent[axis])  # mean slice area of the largest piece
@@ -251,12 +266,12 @@ def label_geometry(mask: npt.NDArray[np.uint8], affine: Affine) -> dict[int, dic
             "voxels": int(stats.counts[label]),
             "volume_mm3": float(stats.counts[label]) * voxel,
             "centroid_mm": [round(float(v), 4) for v in world],
-            "box": [[int(a), int(b)] for a, b in zip(lo, hi)],
+            "box": [[int(lo[ids, a].min()), int(hi[ids, a].max())] for a in range(3)],
             "components": len(sizes),
             "component_voxels": sizes[:_PIECES_KEPT],
             "faces": touching,
         }
-    return out
+    return out, under_mask
 
 
 def nonzero_box(data: npt.NDArray) -> list[list[int]] | None:
@@ -300,10 +315,8 @@ def _volume_stats(data: npt.NDArray, sub: npt.NDArray, path: Path) -> dict[str, 
     }
 
 
-def _foreground_stats(data: npt.NDArray, mask: npt.NDArray[np.uint8], box: tuple[slice, ...], sub: npt.NDArray) -> dict[str, Any]:
-    """nnU-Net's per-case foreground intensity properties (exact, over every voxel under the mask)."""
-    inside = mask[box] != 0
-    values = np.asarray(data[box])[inside]
+def _foreground_stats(values: npt.NDArray, sub: npt.NDArray) -> dict[str, Any]:
+    """nnU-Net's per-case foreground intensity properties (exact, over every voxel under the mask), and the median's rank."""
     p005, median, p995 = (float(v) for v in np.percentile(values, (0.5, 50.0, 99.5)))
     below = float(np.count_nonzero(sub < median)) + 0.5 * float(np.count_nonzero(sub == median))
     return {
@@ -396,6 +409,7 @@ def measure_sample(sample: SampleDir, job: MeasureJob) -> Measurement:
         record["voxel_key"] = sig.voxel_key(can, sub)
         measurement.signature = {"thumbnail": sig.thumbnail(sub), "residual": sig.residuals(data, can)}
         record["mask"] = None
+        record["foreground"] = None
         if mask is not None:
             current = sample.mask
             on_grid = grids_match(mask.shape, mask_img.affine, vol_img.shape, vol_img.affine)
@@ -404,15 +418,11 @@ def measure_sample(sample: SampleDir, job: MeasureJob) -> Measurement:
                 mask_record["displacement_mm"] = (
                     grid_displacement_mm(mask.shape, mask_img.affine, vol_img.affine) if mask.shape == vol_img.shape else None
                 )
-            labels = label_geometry(mask, mask_img.affine)
+            labels, under_mask = label_geometry(mask, mask_img.affine, data if on_grid else None)
             mask_record["labels"] = {str(k): v for k, v in labels.items()}
             mask_record["foreground_voxels"] = int(sum(v["voxels"] for v in labels.values()))
             record["mask"] = mask_record
-            record["foreground"] = None
-            if on_grid and labels:
-                box = tuple(slice(min(v["box"][a][0] for v in labels.values()), max(v["box"][a][1] for v in labels.values()) + 1)
-                            for a in range(3))  # fmt: skip
-                record["foreground"] = _foreground_stats(data, mask, box, sub)
+            record["foreground"] = _foreground_stats(under_mask, sub) if under_mask is not None else None
         t_end = time.perf_counter()
         measurement.seconds = {"read": t_read - t0, "compute": t_end - t_read}
     except (ValueError, OSError, KeyError) as exc:
