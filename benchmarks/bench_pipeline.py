@@ -578,13 +578,13 @@ def bench_sample(
     return lines
 
 
-def sweep(tmp: Path, mask: np.ndarray, affine: np.ndarray, n_scans: int, workers: list[int]) -> list[str]:
-    """Throughput of each routine on ``n_scans`` scans with each number of workers."""
+def sweep(tmp: Path, mask: np.ndarray, affine: np.ndarray, n_scans: int, workers: list[int], keys: tuple[str, ...] = SWEEP) -> list[str]:
+    """Throughput of each routine of ``keys`` on ``n_scans`` scans with each number of workers."""
     base = tmp / "sweep"
     base.mkdir()
-    states = build_states(base, [f"bench{i:03d}" for i in range(n_scans)], mask, affine, SWEEP)
+    states = build_states(base, [f"bench{i:03d}" for i in range(n_scans)], mask, affine, keys)
     lines = []
-    for key in SWEEP:
+    for key in keys:
         single = None
         for k in workers:
             res = measure({"routine": key, "mode": "routine", "workers": k}, states[key], base / "work", 1)
@@ -634,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, mask, affine in samples:
             table += bench_sample(label, mask, affine, Path(tmp), repeats, not args.no_naive, keys, args.table_scans)
         if not args.no_sweep:
-            sweep_lines = sweep(Path(tmp), samples[0][1], samples[0][2], n_scans, workers)
+            sweep_lines = sweep(Path(tmp), samples[0][1], samples[0][2], n_scans, workers, tuple(k for k in SWEEP if k in keys))
     print(f"Pipeline benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} {cores} cores ({platform.processor() or platform.platform()}), "
           f"Python {platform.python_version()}, gzip {GZIP_BACKEND}; median of {repeats} fresh processes; total {time.perf_counter() - t0:.0f} s")  # fmt: skip
     for label, mask, _ in samples:

@@ -220,12 +220,13 @@ def label_geometry(
     crop = np.ascontiguousarray(view[box_view])
     comps, _ = cc3d.connected_components(crop, connectivity=26, return_N=True)
     flat = crop.reshape(-1)
-    fg = np.flatnonzero(flat)
+    inside = crop != 0
+    fg = np.flatnonzero(inside)
     coords = np.unravel_index(fg, crop.shape)  # (slow, mid, fast) of the crop
     under_mask = None
     if volume is not None:
         vview = volume.T if transposed else volume  # the mask's axes order
-        under_mask = vview[box_view][crop != 0]  # a boolean walk of the box in memory order: faster than gathering by index
+        under_mask = vview[box_view][inside]  # a boolean walk of the box in memory order: faster than gathering by index
     comp = comps.reshape(-1)[fg]
     order = np.argsort(comp, kind="stable")
     comp_sorted = comp[order]
