@@ -15,13 +15,28 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tests.conftest import REALDATA
 from tests.test_qc_report import write_sample
 from utils.audit import signature as sig
-from utils.audit.checks import AuditContext, distribution_findings, robust_outliers, sample_findings
+from utils.audit.checks import (
+    AuditContext,
+    distribution_findings,
+    robust_outliers,
+    sample_findings,
+)
 from utils.audit.findings import Finding, fails, grade, summary
-from utils.audit.measure import MeasureJob, face_names, label_geometry, measure_sample, nonzero_box
-from utils.audit.pairs import duplicate_pairs, metadata_findings, normalise_sex, pair_findings
+from utils.audit.measure import (
+    MeasureJob,
+    face_names,
+    label_geometry,
+    measure_sample,
+    nonzero_box,
+)
+from utils.audit.pairs import (
+    duplicate_pairs,
+    metadata_findings,
+    normalise_sex,
+    pair_findings,
+)
 from utils.audit.policy import IgnoreRule, Policy, PolicyError, load_policy
 from utils.export.descriptor import DatasetDescriptor
 from utils.sample_info import SampleDir

@@ -225,9 +225,10 @@ def _measure_all(setup: AuditSetup, *, workers: int, dask_scheduler: str | None,
         elif key in run.results:
             out.append(run.results[key])
         else:  # an unexpected failure of the worker (logged with its traceback by run_per_sample)
-            record = {"version": RECORD_VERSION, "sample": sample.id, "path": key, "files": {"volume": f"{key}/{sample.volume.name}", "mask": None,
-                      "info": f"{key}/{sample.info.name}"}, "error": run.errors.get(key, "not measured"), "error_file": f"{key}/{sample.volume.name}"}  # fmt: skip
-            out.append(Measurement(record))
+            files = {"volume": f"{key}/{sample.volume.name}", "mask": None, "info": f"{key}/{sample.info.name}"}
+            error = run.errors.get(key, "not measured")
+            out.append(Measurement({"version": RECORD_VERSION, "sample": sample.id, "path": key, "files": files, "error": error,
+                                    "error_file": files["volume"]}))  # fmt: skip
     return out
 
 
@@ -237,7 +238,13 @@ def _same_job(record: dict[str, Any], job: MeasureJob) -> bool:
 
 
 def _job_signature(job: MeasureJob) -> dict[str, Any]:
-    return {"patient_id": job.descriptor.patient_id if job.descriptor is not None else None, "sex_keys": list(job.sex_keys), "age_keys": list(job.age_keys), "extra_keys": list(job.extra_keys)}
+    """What a record was measured with besides the files (stored as its ``job``)."""
+    return {
+        "patient_id": job.descriptor.patient_id if job.descriptor is not None else None,
+        "sex_keys": list(job.sex_keys),
+        "age_keys": list(job.age_keys),
+        "extra_keys": list(job.extra_keys),
+    }
 
 
 def run_audit(

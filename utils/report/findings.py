@@ -75,11 +75,18 @@ class AuditFindings:
         return out
 
     def check_stale(self, root_dir: Path) -> None:
-        """Record the sample folders whose volume, mask or info yaml changed since the audit measured them."""
+        """Record the sample folders whose volume, mask or info yaml changed since the audit measured them.
+
+        Only when the report and the audit look at the same folder (findings matched by path).
+        """
         from utils.audit.measure import file_stamps
         from utils.sample_info import SampleDir
 
-        self.stale = sorted(p for p, rec in self.records.items() if rec.get("stamps") is not None and file_stamps(SampleDir(root_dir / p)) != rec["stamps"])
+        if self.by_id:
+            return
+        self.stale = sorted(
+            p for p, rec in self.records.items() if rec.get("stamps") is not None and file_stamps(SampleDir(Path(root_dir) / p)) != rec["stamps"]
+        )
 
 
 def default_audit_path(root_dir: PathLike) -> Path | None:
