@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_script
+from utils.sample_info import read_info, write_info
 from verse.audit_demo import (
     IMPLIED,
     PLANTED,
@@ -135,6 +136,25 @@ def test_the_eso_demo_annotation_spilling_into_air_is_found_before_thresholding(
     write_image(folder, folder.name, "mask", mask, affine, img)
     code, report = audit(grouped, tmp_path / "out", "--dataset", "eso")
     assert code == 0 and by_sample(report) == {"XY/post/XY_7710023_post": {"LABEL_FRAGMENTED", "LABEL_AT_FOV_EDGE"}}
+
+
+def test_an_inverted_mri_contrast_and_an_age_going_backwards(nme_demo, eso_demo, tmp_path):
+    """NME: one breast MRI with its contrast inverted (the lesion dark); ESO: a post-therapy scan younger than the pre-therapy one."""
+    nme = tmp_path / "nme"
+    shutil.copytree(nme_demo / "grouped", nme)
+    folder, sid = sample_folder(nme, "Tongji/train-val/train/01A001_1004091054")
+    volume, affine, img = read_image(folder, sid, "volume")
+    write_image(folder, sid, "volume", volume.max() + volume.min() - volume, affine, img)
+    code, report = audit(nme, tmp_path / "nme_audit", "--dataset", "nme", "--fail_on", "warning")
+    assert code == 1 and by_sample(report) == {"Tongji/train-val/train/01A001_1004091054": {"FOREGROUND_INTENSITY_OUTLIER"}}
+    eso = tmp_path / "eso"
+    shutil.copytree(eso_demo / "grouped" / "TJ", eso / "TJ")
+    folder = eso / "TJ/post/TJ_600112457_post"
+    info = read_info(folder / "TJ_600112457_post_info.yaml")
+    info["attributes"]["Age"] = info["attributes"]["Age"] - 2
+    write_info(folder / "TJ_600112457_post_info.yaml", info)
+    code, report = audit(eso, tmp_path / "eso_audit", "--dataset", "eso", "--fail_on", "warning")
+    assert code == 1 and by_sample(report) == {"TJ/post/TJ_600112457_post": {"PATIENT_AGE_ORDER"}}
 
 
 # --------------------------------------------------------------------------------------------------------------------
