@@ -164,15 +164,19 @@ def face_names(affine: Affine) -> list[tuple[str, str]]:
     return [(_DIRECTION_WORDS[_OPPOSITE[c]], _DIRECTION_WORDS[c]) for c in axis_codes(affine)]
 
 
-def _face_counts(mask: npt.NDArray[np.uint8]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-    """Voxel count of each value on the first and the last slice of each axis."""
-    out = []
+def _face_counts(mask: npt.NDArray[np.uint8], lo: npt.NDArray, hi: npt.NDArray) -> list[list[npt.NDArray[np.int64] | None]]:
+    """Voxel count of each value on the first and the last slice of each axis that some label reaches (None elsewhere).
+
+    ``lo``, ``hi``: (pieces, 3) inclusive boxes of every piece, in the mask's axes.
+    """
+    out: list[list[npt.NDArray[np.int64] | None]] = []
     for axis in range(3):
-        ends = []
-        for index in (0, mask.shape[axis] - 1):
+        ends: list[npt.NDArray[np.int64] | None] = []
+        for end, index in ((0, 0), (1, mask.shape[axis] - 1)):
+            reached = (lo[:, axis] == 0).any() if end == 0 else (hi[:, axis] == index).any()
             face = mask[(slice(None),) * axis + (index,)]  # a view (np.take would walk the whole mask)
-            ends.append(np.bincount(face.reshape(-1), minlength=256))
-        out.append((ends[0], ends[1]))
+            ends.append(np.bincount(face.reshape(-1), minlength=256) if reached else None)
+        out.append(ends)
     return out
 
 
@@ -245,7 +249,7 @@ def label_geometry(
     if transposed:  # back to the mask's (i, j, k)
         lo, hi, sums = lo[:, ::-1], hi[:, ::-1], sums[:, ::-1]
     aff = np.asarray(affine, dtype=np.float64)
-    faces = _face_counts(mask)
+    faces = _face_counts(mask, lo, hi)
     names = face_names(aff)
     out: dict[int, dict[str, Any]] = {}
     for label in sorted(int(v) for v in np.unique(piece_label)):
@@ -258,7 +262,7 @@ def label_geometry(
         for axis in range(3):
             cross_section = float(counts[main]) / float(main_extent[axis])  # mean slice area of the largest piece
             for end in (0, 1):
-                n_face = int(faces[axis][end][label])
+                n_face = int(faces[axis][end][label]) if faces[axis][end] is not None else 0
                 if n_face:
                     touching.append({"direction": names[axis][end], "axis": axis, "voxels": n_face,
                                      "fraction": round(n_face / cross_section, 4)})  # fmt: skip
@@ -299,10 +303,10 @@ def _face(data: npt.NDArray, axis: int, index: int, lo: list[int], hi: list[int]
     return data[tuple(region)]
 
 
-def _volume_stats(data: npt.NDArray, sub: npt.NDArray, path: Path) -> dict[str, Any]:
+def _volume_stats(data: npt.NDArray, sub: npt.NDArray, lo: float, hi: float, path: Path) -> dict[str, Any]:
+    """Whole-volume statistics: the exact range ``lo``, ``hi`` (from the canonical pass), the rest from the sub-grid."""
     from utils.nifti_io import require_finite
 
-    lo, hi = float(data.min()), float(data.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):
         require_finite(data, path)  # raises with the count of NaN/Inf voxels and the first one
     values = np.percentile(sub, VOLUME_PERCENTILES)
@@ -404,10 +408,11 @@ def measure_sample(sample: SampleDir, job: MeasureJob) -> Measurement:
             readers["mask"] = reader_agreement(mask_img)
         record["geometry"]["readers"] = readers
         sub, step = sig.canonical_subgrid(can)
-        record["intensity"] = _volume_stats(data, sub, sample.volume)
+        key, lo, hi = sig.scan_canonical(can, sub)
+        record["intensity"] = _volume_stats(data, sub, lo, hi, sample.volume)
         record["intensity"]["subgrid_step"] = step
         record["intensity"]["nonzero_box"] = nonzero_box(data)
-        record["voxel_key"] = sig.voxel_key(can, sub)
+        record["voxel_key"] = key
         measurement.signature = {"thumbnail": sig.thumbnail(sub), "residual": sig.residuals(data, can)}
         record["mask"] = None
         record["foreground"] = None

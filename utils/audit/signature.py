@@ -51,6 +51,7 @@ __all__ = [
     "canonical",
     "canonical_subgrid",
     "voxel_key",
+    "scan_canonical",
     "thumbnail",
     "residuals",
     "normalised",
@@ -143,7 +144,16 @@ def canonical_subgrid(can: Canonical, voxels: int = SUBGRID_VOXELS) -> tuple[npt
 
 
 def voxel_key(can: Canonical, sub: npt.NDArray) -> str:
-    """Exact-duplicate key of a volume: see the module docstring.
+    """Exact-duplicate key of a volume: see the module docstring (:func:`scan_canonical` without the range)."""
+    return scan_canonical(can, sub)[0]
+
+
+def scan_canonical(can: Canonical, sub: npt.NDArray) -> tuple[str, float, float]:
+    """One pass over every voxel in canonical order: the exact-duplicate key and the value range.
+
+    The volume is walked in slabs of about 4 M voxels along S; each slab is made contiguous
+    in canonical Fortran order (a copy only when the storage is not RAS), its CRC-32 updated
+    and its minimum and maximum taken while it is in cache.
 
     Parameters
     ----------
@@ -155,18 +165,24 @@ def voxel_key(can: Canonical, sub: npt.NDArray) -> str:
     -------
     key : str
         ``'<shape>-<crc32 hex>-<sha256 hex[:32]>'``.
+    lo, hi : float
+        Minimum and maximum voxel value (NaN when a voxel is NaN).
     """
     crc = 0
     r, a, s = can.shape
     step = max(1, _SLAB_VOXELS // max(r * a, 1))
+    lows, highs = [], []
     for k0 in range(0, s, step):
         chunk = can.view[:, :, k0 : k0 + step].T  # (S, A, R): C order of it is Fortran order of the canonical array
         block = np.ascontiguousarray(chunk, dtype=np.dtype("<f4"))
         crc = _crc32(memoryview(block).cast("B"), crc)
+        lows.append(block.min())
+        highs.append(block.max())
     digest = hashlib.sha256()
     digest.update(np.asarray(can.shape, dtype="<i8").tobytes())
     digest.update(np.ascontiguousarray(sub, dtype=np.dtype("<f4")).tobytes())
-    return f"{r}x{a}x{s}-{crc & 0xFFFFFFFF:08x}-{digest.hexdigest()[:32]}"
+    key = f"{r}x{a}x{s}-{crc & 0xFFFFFFFF:08x}-{digest.hexdigest()[:32]}"
+    return key, float(np.min(lows)), float(np.max(highs))
 
 
 def _bins(n: int, parts: int) -> npt.NDArray[np.intp]:
