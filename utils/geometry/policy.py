@@ -169,12 +169,12 @@ def resolve_file_geometry(img, path: PathLike, options: GeometryOptions = Geomet
             f"{path}: pixdim {_triple(n['pixdim'])} mm disagrees with the sform's spacing {_triple(n['sform_spacing'])} mm; the sform was "
             f"used (it defines the voxel-to-world map when sform_code > 0){_itk_note(a)}; the output header is consistent"
         )
-    if "QFORM_SFORM_MISMATCH" in found:
+    sheared = "SHEARED_SFORM" in found and taken_from == "sform"
+    if "QFORM_SFORM_MISMATCH" in found and not sheared:  # a sheared sform's qform is its unsheared copy: said below
         warnings.append(f"{path}: qform and sform disagree by up to {a.numbers['qform_sform_mm']:.3g} mm; the sform was used{_itk_note(a)}")
     for code in ("QFAC_INVALID", "INVALID_XFORM_CODE", "READERS_DISAGREE"):
         if code in found:
             warnings.append(f"{path}: {_message(a, code)}; nibabel's reading was used{_itk_note(a)}")
-    sheared = "SHEARED_SFORM" in found and taken_from == "sform"
     if sheared and not options.resample_sheared:
         itk_reads = f"ITK reads the qform instead, {_apart(a)}" if a.itk.affine is not None else "ITK cannot read it at all"
         raise GeometryError(
@@ -196,7 +196,8 @@ def _itk_note(a: ReaderAgreement) -> str:
         return ""
     if a.itk.affine is None:
         return "; ITK cannot read the archive file"
-    return f" (ITK read the archive file from its {a.itk.matrix}: voxels up to {a.displacement_mm:.3g} mm elsewhere)"
+    how = "with pixdim as spacing" if "PIXDIM_SFORM_MISMATCH" in a.reasons and a.itk.matrix == "sform" else f"from its {a.itk.matrix}"
+    return f" (ITK reads the archive file {how}: voxels up to {a.displacement_mm:.3g} mm elsewhere)"
 
 
 def _message(a: ReaderAgreement, code: str) -> str:

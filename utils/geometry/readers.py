@@ -527,7 +527,6 @@ def check_reader_agreement(source, *, tol_mm: float = READER_TOL_MM, sform_permi
         "shear_deg": _round(_shear_deg(sform[:3, :3])) if has_sform else None,
         "qfac": qfac,
         "xyz_units": _UNIT_NAME.get(units, str(units)),
-        "displacement_mm": None if math.isinf(displacement) else _round(displacement),
     }
     found: dict[str, str] = {}
     bad_codes = [f"{name} {code}" for name, code in (("qform_code", qcode), ("sform_code", scode)) if code not in _XFORM_CODES]
