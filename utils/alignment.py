@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 GRID_TOL_VOXEL = 0.01
 
 
+#: The advice that ends an :class:`AlignmentError` (routine 02 replaces it when it knows the cause better).
+RESAMPLE_ADVICE = "fix the file or allow nearest-neighbour resampling explicitly"
+
+
 class AlignmentError(ValueError):
     """A mask whose grid cannot be matched to its volume's without resampling."""
 
@@ -226,10 +230,7 @@ def align_mask_to_volume(
         f"volume shape {tuple(volume_shape[:3])} orientation {_orientation(volume_affine)}, {gap}"
     )
     if not allow_resample:
-        raise AlignmentError(
-            f"{source}: mask grid does not match the volume grid ({detail}); "
-            "fix the file or allow nearest-neighbour resampling explicitly"
-        )
+        raise AlignmentError(f"{source}: mask grid does not match the volume grid ({detail}); {RESAMPLE_ADVICE}")
     logger.warning("%s: resampling mask onto the volume grid with nearest neighbour (%s)", source, detail)
     vox_to_vox = np.linalg.solve(mask_affine, volume_affine)  # volume voxel -> mask voxel
     out = ndimage.affine_transform(

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from utils.alignment import GRID_TOL_VOXEL, AlignmentError, align_mask_to_volume
+from utils.alignment import GRID_TOL_VOXEL, RESAMPLE_ADVICE, AlignmentError, align_mask_to_volume
 from utils.atomic import remove_stale_temporaries
 from utils.geometry.policy import FileGeometry, GeometryOptions, explain_mismatch, resolve_file_geometry
 from utils.geometry.rigid import nearest_rigid_affine, resample_onto
@@ -294,7 +294,8 @@ def write_pair(job: PairJob) -> dict[str, Any]:
                 mask, mask_geo.affine, volume.shape, vol_geo.affine, tol_voxel=job.tol_voxel, allow_resample=job.allow_resample, source=str(job.mask)
             )
         except AlignmentError as exc:
-            raise AlignmentError(f"{exc}{explain_mismatch(mask, mask_geo, volume.shape, vol_geo, job.tol_voxel)}") from exc
+            hint = explain_mismatch(mask, mask_geo, volume.shape, vol_geo, job.tol_voxel)
+            raise AlignmentError(str(exc).replace(RESAMPLE_ADVICE, hint) if hint else str(exc)) from exc
         mask_out = aligned.data
         # copied or exactly reoriented: the same voxels; resampled: counted again
         mask_counts = stats.counts if aligned.method != "resampled" else label_stats(mask_out).counts

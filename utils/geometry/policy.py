@@ -227,7 +227,8 @@ def explain_mismatch(mask, mask_geometry: FileGeometry, volume_shape: tuple[int,
     Returns
     -------
     hint : str
-        ``'; …'`` to append to the refusal, or ``''`` when no reading makes them match.
+        The cause and what to do (replaces the generic advice of the refusal), or ``''`` when no
+        reading makes the grids match.
     """
     from utils.alignment import AlignmentError, align_mask_to_volume
 
@@ -247,24 +248,25 @@ def explain_mismatch(mask, mask_geometry: FileGeometry, volume_shape: tuple[int,
                 align_mask_to_volume(mask, mask_affine, volume_shape, vol_affine, tol_voxel=tol_voxel)
             except AlignmentError:
                 continue
-            return "; " + _hint(vol_name, volume_geometry, mask_name, mask_geometry)
+            return _hint(vol_name, volume_geometry, mask_name, mask_geometry)
     return ""
 
 
 def _hint(vol_name: str, vol: FileGeometry, mask_name: str, mask: FileGeometry) -> str:
-    parts = []
-    if vol_name != "used":
-        why = ", ".join(vol.agreement.reasons) or "its header"
-        parts.append(f"it lies on the volume's grid as {_reader(vol_name)} reads the volume, whose header the readers read differently ({why})")
-    if mask_name != "used":
-        why = ", ".join(mask.agreement.reasons) or "its header"
-        parts.append(f"as {_reader(mask_name)} reads the mask, whose own header the readers read differently ({why})")
-    reasons = set(vol.agreement.reasons) | set(mask.agreement.reasons)
-    if "NO_SPATIAL_CODES" in reasons and vol_name in UNCODED_CHOICES:
+    if vol_name != "used" and mask_name != "used":
+        where = f"as {_reader(mask_name)} reads the mask, it lies on the volume's grid as {_reader(vol_name)} reads the volume"
+    elif vol_name != "used":
+        where = f"it lies on the volume's grid as {_reader(vol_name)} reads the volume"
+    else:
+        where = f"as {_reader(mask_name)} reads the mask, it lies on the volume's grid"
+    causes = [f"the {role}'s header, which nibabel and ITK read differently ({', '.join(geo.agreement.reasons)})"
+              for role, name, geo in (("volume", vol_name, vol), ("mask", mask_name, mask)) if name != "used"]  # fmt: skip
+    tool = "an ITK" if "itk" in (vol_name, mask_name) else "a nibabel"
+    if "NO_SPATIAL_CODES" in vol.agreement.reasons and vol_name in UNCODED_CHOICES:
         advice = f"pass --trust_uncoded_geometry {vol_name}"
     else:
-        advice = "decide which of the header's matrices (sform, qform, pixdim) is right and fix the file's header, then re-run"
-    return " and ".join(parts) + f" (probably drawn in an {'ITK' if 'itk' in (vol_name, mask_name) else 'nibabel'}-based tool): {advice}"
+        advice = "decide which of the header's sform, qform and pixdim is right, fix the header and re-run"
+    return f"{where}: the cause is {' and '.join(causes)}; it was probably drawn in {tool}-based tool; {advice}"
 
 
 def _reader(name: str) -> str:
