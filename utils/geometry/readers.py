@@ -73,8 +73,8 @@ def output_tolerance_mm(shape: tuple[int, ...], affine: Affine) -> float:
     A header stores its matrices in float32 (24 significant bits): over a grid longer than
     ~840 mm the round-off alone (2**-23 of the extent) exceeds 1e-4 mm.
     """
-    lengths = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0) * np.maximum(np.asarray(shape[:3]) - 1, 0)
-    extent = float(np.sum(lengths))  # at least the grid's diagonal
+    corners = _corners(shape)[:, :3] @ np.asarray(affine, dtype=np.float64)[:3, :3].T
+    extent = float(np.max(np.linalg.norm(corners, axis=1)))  # farthest voxel centre from voxel 0 (mm)
     return max(OUTPUT_READER_TOL_MM, extent * 2.0**-23)
 
 
