@@ -363,3 +363,24 @@ def test_every_dataset_refuses_in_one_line_and_writes_the_rest(dataset, case, tm
     _one_line(lines, line_words)
     assert (lay.sample_dir(root, good) / f"{lay.sample_id(good)}_volume.nii.gz").is_file()
     assert "Traceback" not in "\n".join(lines)
+
+
+def test_export_refuses_a_grouped_file_edited_into_two_geometries(tmp_path):
+    from utils.export.cases import ExportCase
+    from utils.export.verify import check_case
+    from utils.nifti_io import NiftiError
+
+    h = header(None)
+    h.set_sform(np.diag([0.9, 1.1, 3.0, 1.0]), code=1)
+    volume = write_header_file(tmp_path / "v.nii.gz", h, volume_data().astype(np.float32))
+    case = ExportCase(case_id="v", patient_id="p", subset="train", volume=volume, mask=None, valid_labels=None)
+    with pytest.raises(NiftiError, match=r"v\.nii\.gz: nibabel and ITK \(nnU-Net's reader\) read this file differently .*PIXDIM_SFORM_MISMATCH"):
+        check_case(case, {0, 1}, headers_only=True)
+
+
+def test_runtime_code_never_imports_simpleitk():
+    from tests.conftest import REPO
+
+    sources = [p for d in ("utils", "verse", "nme", "eso", "demo", "benchmarks") for p in (REPO / d).rglob("*.py")]
+    offenders = [str(p) for p in sources if "import SimpleITK" in p.read_text() or "from SimpleITK" in p.read_text()]
+    assert not offenders
