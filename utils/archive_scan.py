@@ -28,7 +28,7 @@ pd = lazy_import("pandas")
 
 __all__ = [
     "SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm", "scan_archive",
-    "warn_qform_sform", "pair_volumes_and_masks", "ArchiveScan", "SKIPPED_REASON", "with_skipped_candidates",
+    "pair_volumes_and_masks", "ArchiveScan", "SKIPPED_REASON", "with_skipped_candidates",
     "FILE_CHECK_COLUMNS", "list_unusable_entries", "warn_file_findings",
 ]  # fmt: skip
 
@@ -253,31 +253,10 @@ def scan_archive(
     return pd.DataFrame(rows), pd.DataFrame(skipped, columns=["file_path", "reason"])
 
 
-def warn_qform_sform(records: pd.DataFrame, tol_mm: float = 1e-3) -> list[str]:
-    """Log one warning per archive file whose qform and sform disagree by more than ``tol_mm``.
-
-    Parameters
-    ----------
-    records : DataFrame
-        Output of :func:`scan_archive` (``file_path``, ``qform_sform_mm``).
-    tol_mm : float
-        Largest voxel displacement (mm) still counted as agreement.
-
-    Returns
-    -------
-    files : list of str
-        ``file_path`` of every file warned about.
-    """
-    if records.empty or "qform_sform_mm" not in records.columns:
-        return []
-    bad = records[records["qform_sform_mm"].map(lambda v: not is_missing(v) and v > tol_mm)]
-    for _, row in bad.iterrows():
-        logger.warning("%s: qform and sform disagree by up to %.3g mm", row["file_path"], row["qform_sform_mm"])
-    return [str(p) for p in bad["file_path"]]
-
-
 def warn_file_findings(records: pd.DataFrame) -> list[str]:
     """Log one warning per archive file with findings (``file_warnings`` of :func:`describe_nifti_file`).
+
+    This covers qform/sform disagreements (``QFORM_SFORM_MISMATCH``) and every other reader finding.
 
     Returns
     -------
