@@ -384,3 +384,28 @@ def test_runtime_code_never_imports_simpleitk():
     sources = [p for d in ("utils", "verse", "nme", "eso", "demo", "benchmarks") for p in (REPO / d).rglob("*.py")]
     offenders = [str(p) for p in sources if "import SimpleITK" in p.read_text() or "from SimpleITK" in p.read_text()]
     assert not offenders
+
+
+@pytest.mark.parametrize("which", ["volume", "mask"])
+def test_a_nan_affine_is_never_resampled_into_an_output(which, tmp_path):
+    lay = LAYOUTS["verse"]
+    good, bad = lay.names
+    root = tmp_path / "root"
+    archive = make_mini_archive(root, lay)
+    h = header(BASE)
+    h["srow_y"][3] = np.nan
+    rel = lay.volume_rel(bad) if which == "volume" else lay.mask_rel(bad)
+    data = volume_data() if which == "volume" else np.ones((6, 6, 5), np.uint8)
+    h.set_data_dtype(data.dtype)
+    write_header_file(archive / rel, h, data)
+    manifest = root / "descriptor/archive_manifest.xlsx"
+    assert _run(lay.script("01"), "--root_dir", archive, "--output_manifest_file", manifest)[0] == 0
+    reasons = dict(zip(*(read_sheet(manifest, "Skipped")[c] for c in ("file_path", "reason"))))
+    assert "sform holds non-finite values" in reasons[rel]
+    rc, lines = _run(lay.script("02"), "--root_dir", archive, "--output_dir", root / "grouped", "--archive_manifest", manifest,
+                     "--resample_mismatched_masks")  # fmt: skip
+    assert rc == 1
+    line = _one_line(lines, f"{which} {rel} was skipped by routine 01 (", "sform holds non-finite values")
+    assert "grid" not in line.split("skipped by routine 01")[1]  # not a "grid mismatch to be fixed by resampling"
+    assert not lay.sample_dir(root, bad).exists()
+    assert (lay.sample_dir(root, good) / f"{lay.sample_id(good)}_mask.nii.gz").is_file()

@@ -144,13 +144,17 @@ def build_record(job: PairJob) -> dict[str, Any]:
 
 
 def _build_params(job: PairJob) -> dict[str, Any]:
-    return {
+    params = {
         "tol_voxel": float(job.tol_voxel),
         "allow_resample": bool(job.allow_resample),
         "allowed_labels": None if job.allowed_labels is None else sorted(int(v) for v in job.allowed_labels),
-        "trust_uncoded_geometry": job.geometry.trust_uncoded_geometry,
-        "resample_sheared": bool(job.geometry.resample_sheared),
     }
+    # the geometry options only when given (a sample built without them keeps the record it always had)
+    if job.geometry.trust_uncoded_geometry is not None:
+        params["trust_uncoded_geometry"] = job.geometry.trust_uncoded_geometry
+    if job.geometry.resample_sheared:
+        params["resample_sheared"] = True
+    return params
 
 
 #: Info-yaml key of the geometry record of routine 02: how nibabel and ITK read each archive file, what was used.
