@@ -176,7 +176,8 @@ def _read_header(stream, path: Path):
     with quiet_nibabel():
         try:
             raw = klass.header_class(binaryblock=head, check=False)
-            nibabel_fixed_header(raw, error_level=40)  # bad magic or datatype: refuse before reading extensions
+            # nibabel's checks (bad magic or datatype raise) before anything more is read
+            header, problems = nibabel_fixed_header(raw, error_level=40)
         except Exception as exc:  # nibabel raises several types for a bad header
             raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
         offset = int(raw["vox_offset"]) or (544 if size == 540 else 352)  # 0 in memory-made headers
@@ -184,11 +185,12 @@ def _read_header(stream, path: Path):
             rest = bytearray(offset - len(head))
             got = _read_into(stream, memoryview(rest), path)
             head += bytes(rest[:got])
-        try:
-            raw = klass.header_class.from_fileobj(io.BytesIO(head), check=False)
-            header, problems = nibabel_fixed_header(raw, error_level=40)
-        except Exception as exc:
-            raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
+            try:
+                raw = klass.header_class.from_fileobj(io.BytesIO(head), check=False)
+            except Exception as exc:
+                raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
+            # the fixes concern the 348/540 header bytes only: keep them, with the extensions just read
+            header = klass.header_class(binaryblock=header.binaryblock, endianness=header.endianness, check=False, extensions=raw.extensions)
     messages = [_nibabel_message(level, text) for level, text in problems]
     report_nibabel_messages(path, problems)
     refusal = header_refusal(raw, header)
@@ -712,9 +714,9 @@ def save_nifti(
     img.header.set_slope_inter(1.0, 0.0)
     if descrip:
         img.header["descrip"] = descrip.encode("latin-1", "replace")[:79]
-    written = check_reader_agreement(img.header, tol_mm=output_tolerance_mm(data.shape, affine))
-    if not written.consistent:
-        raise NiftiError(f"{path}: cannot be written with a header that nibabel and ITK read alike: {written.summary()}")
+    problem = _written_header_problem(img)
+    if problem:
+        raise NiftiError(f"{path}: cannot be written with a header that nibabel and ITK read alike: {problem}")
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
         if str(path).endswith(".gz"):
             # The gzip header carries no file name and mtime 0, so identical images give identical files.
@@ -722,6 +724,26 @@ def save_nifti(
                 _write_image(fh, img, data, dtype)
         else:
             _write_image(raw, img, data, dtype)
+
+
+#: Header bytes already verified by :func:`_written_header_problem` in this process (a sample's binary
+#: masks share one header): bounded, cleared when full.
+_VERIFIED: set[bytes] = set()
+
+
+def _written_header_problem(img: nib.Nifti1Image) -> str | None:
+    """Why nibabel and ITK would read the header about to be written differently, or None (memoised per header)."""
+    img.update_header()
+    key = img.header.binaryblock
+    if key in _VERIFIED:
+        return None
+    written = check_reader_agreement(img.header, tol_mm=output_tolerance_mm(img.shape, img.header.get_best_affine()))
+    if not written.consistent:
+        return written.summary()
+    if len(_VERIFIED) >= 256:
+        _VERIFIED.clear()
+    _VERIFIED.add(key)
+    return None
 
 
 def _write_image(fh, img: nib.Nifti1Image, data: npt.NDArray, dtype: np.dtype) -> None:

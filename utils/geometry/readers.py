@@ -28,6 +28,7 @@ rules with the source lines they come from.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -257,16 +258,19 @@ def nibabel_fixed_header(raw_header, error_level: int = 100):
     return fixed, collect.records
 
 
-def nibabel_view(raw_header) -> ReaderView:
+def nibabel_view(raw_header, *, fixed=None) -> ReaderView:
     """nibabel's reading of a header: ``get_best_affine`` of the header after nibabel's fixes.
 
     Parameters
     ----------
     raw_header : nibabel header
         As stored in the file; an already-fixed header (from ``nib.load``) gives the same result.
+    fixed : nibabel header, optional
+        ``nibabel_fixed_header(raw_header)[0]`` when the caller has it already.
     """
     try:
-        fixed, _ = nibabel_fixed_header(raw_header)
+        if fixed is None:
+            fixed, _ = nibabel_fixed_header(raw_header)
         affine = np.asarray(fixed.get_best_affine(), dtype=np.float64)
     except Exception as exc:  # nibabel raises HeaderDataError, ValueError for a bad quaternion
         return ReaderView("nibabel", None, "none", f"nibabel cannot compute the affine ({exc})")
@@ -388,8 +392,9 @@ def itk_view(raw_header, *, sform_permissive: bool = False) -> ReaderView:
     )
     prefer_sform, note, matrix = similar, "", None
     if not prefer_sform or scode:
-        decomposable = _itk_is_affine(sto) and _itk_orthonormal(sto[:3, :3])
-        if _itk_is_affine(sto) and np.any(np.abs(d - np.linalg.norm(sto[:3, :3], axis=0)) > _ITK_SCALE_TOL):
+        is_affine = _itk_is_affine(sto)
+        decomposable = is_affine and _itk_orthonormal(sto[:3, :3])
+        if is_affine and np.any(np.abs(d - np.linalg.norm(sto[:3, :3], axis=0)) > _ITK_SCALE_TOL):
             note = "unexpected scales in sform"
         if decomposable:
             if qcode == 0 and scode:
@@ -426,9 +431,17 @@ def _itk_affine(matrix: Affine, spacing: npt.NDArray[np.float64], scale: float, 
     return ReaderView("itk", affine, name, note)
 
 
+@functools.lru_cache(maxsize=64)
+def _corner_block(shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+    extents = [(0, max(int(n) - 1, 0)) for n in shape]
+    out = np.array([[*c, 1.0] for c in itertools.product(*extents)], dtype=np.float64)
+    out.flags.writeable = False
+    return out
+
+
 def _corners(shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
-    extents = [(0, max(int(n) - 1, 0)) for n in shape[:3]]
-    return np.array([[*c, 1.0] for c in itertools.product(*extents)], dtype=np.float64)
+    """(8, 4) homogeneous voxel coordinates of the grid's corner voxel centres."""
+    return _corner_block(tuple(int(n) for n in shape[:3]))
 
 
 def corner_displacement_mm(shape: tuple[int, ...], affine_a: Affine | None, affine_b: Affine | None) -> float:
@@ -503,15 +516,16 @@ def check_reader_agreement(source, *, tol_mm: float = READER_TOL_MM, sform_permi
     18.04
     """
     raw, shape = _header_of(source)
-    nib_view = nibabel_view(raw)
+    try:
+        fixed, _ = nibabel_fixed_header(raw)
+    except Exception:  # noqa: BLE001 - a header nibabel refuses: judge the raw fields
+        fixed = None
+    nib_view = nibabel_view(raw, fixed=fixed)
+    fixed = raw if fixed is None else fixed
     itk = itk_view(raw, sform_permissive=sform_permissive)
     displacement = corner_displacement_mm(shape, nib_view.affine, itk.affine)
     agree = displacement <= tol_mm
     qcode, scode = int(raw["qform_code"]), int(raw["sform_code"])
-    try:
-        fixed, _ = nibabel_fixed_header(raw)
-    except Exception:  # noqa: BLE001 - a header nibabel refuses: judge the raw fields
-        fixed = raw
     pixdim = _itk_spacing(raw)
     units = int(raw["xyzt_units"]) & 0x07
     qfac = float(raw["pixdim"][0])

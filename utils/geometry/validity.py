@@ -105,6 +105,8 @@ def header_refusal(raw_header, fixed_header) -> str | None:
         problem = affine_problem(name, matrix)
         if problem:
             return problem
+    if int(fixed_header["sform_code"]) > 0 or int(fixed_header["qform_code"]) > 0:
+        return None  # nibabel uses one of the matrices checked above (its codes are the raw ones or 0)
     try:
         best = fixed_header.get_best_affine()
     except Exception as exc:  # noqa: BLE001
