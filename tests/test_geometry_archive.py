@@ -409,3 +409,33 @@ def test_a_nan_affine_is_never_resampled_into_an_output(which, tmp_path):
     assert "grid" not in line.split("skipped by routine 01")[1]  # not a "grid mismatch to be fixed by resampling"
     assert not lay.sample_dir(root, bad).exists()
     assert (lay.sample_dir(root, good) / f"{lay.sample_id(good)}_mask.nii.gz").is_file()
+
+
+@pytest.mark.parametrize("bad", ["zero_axis", "nan_sform", "rgb"])
+def test_a_grouped_file_that_cannot_be_real_stops_later_routines_in_one_line(bad, tmp_path):
+    lay = LAYOUTS["verse"]
+    good, victim = lay.names
+    root = tmp_path / "root"
+    make_mini_archive(root, lay)
+    assert lay.run_01(root) == 0 and lay.run_02(root) == 0
+    mask = lay.sample_dir(root, victim) / f"{lay.sample_id(victim)}_mask.nii.gz"
+    if bad == "zero_axis":
+        write_header_file(mask, header(BASE, dtype=np.uint8, shape=(6, 6, 0)), np.zeros((6, 6, 0), np.uint8))
+    elif bad == "nan_sform":
+        h = header(BASE, dtype=np.uint8)
+        h["srow_z"][3] = np.nan
+        write_header_file(mask, h, np.ones((6, 6, 5), np.uint8))
+    else:
+        rgb = np.zeros((6, 6, 5), [("R", "u1"), ("G", "u1"), ("B", "u1")])
+        write_header_file(mask, header(BASE, dtype=rgb.dtype), rgb)
+    g = root / "grouped"
+    for argv in (
+        (lay.script("03"), "--root_dir", g),
+        (lay.script("bin"), "--root_dir", g, "--label_explanation", root / "descriptor/label_map.yaml"),
+        (lay.script("dm"), "--root_dir", g, "--output_manifest_file", g / "dataset_manifest.xlsx"),
+        ("utils/qc_report.py", "--root_dir", g, "--output_dir", root / "qc"),
+    ):
+        rc, lines = _run(*argv)
+        assert rc == 1, (argv[0], lines[-3:])
+        _one_line(lines, str(mask))
+        assert "Traceback" not in "\n".join(lines) and "unexpected" not in "\n".join(lines), (argv[0], lines)
