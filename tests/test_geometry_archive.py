@@ -414,7 +414,7 @@ def test_a_nan_affine_is_never_resampled_into_an_output(which, tmp_path):
 @pytest.mark.parametrize("bad", ["zero_axis", "nan_sform", "rgb"])
 def test_a_grouped_file_that_cannot_be_real_stops_later_routines_in_one_line(bad, tmp_path):
     lay = LAYOUTS["verse"]
-    good, victim = lay.names
+    _good, victim = lay.names
     root = tmp_path / "root"
     make_mini_archive(root, lay)
     assert lay.run_01(root) == 0 and lay.run_02(root) == 0

@@ -27,6 +27,12 @@ sitk.ProcessObject_SetGlobalWarningDisplay(False)
 LPS = np.diag([-1.0, -1.0, 1.0])
 
 
+def _raw(path) -> nib.Nifti1Header:
+    """The header exactly as stored (nibabel's fixes not applied)."""
+    with open(path, "rb") as fh:
+        return nib.Nifti1Header.from_fileobj(fh, check=False)
+
+
 def _with(affine=None, **fields):
     """A header factory: ``affine`` in both matrices (codes 1), then raw fields overwritten."""
 
@@ -96,7 +102,7 @@ def _itk_as_lps(view) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("name", sorted(set(CASES) - {"sheared_no_qform"}))  # unreadable: next test
 def test_itk_model_reads_what_simpleitk_reads(name, tmp_path):
     path = _write(tmp_path, name, CASES[name][0])
-    raw = nib.Nifti1Header.from_fileobj(open(path, "rb"), check=False)
+    raw = _raw(path)
     model = itk_view(raw)
     oracle = sitk_geometry(path)
     mine = _itk_as_lps(model)
@@ -109,14 +115,14 @@ def test_itk_model_knows_when_simpleitk_cannot_read(tmp_path):
     path = _write(tmp_path, "sheared_no_qform", CASES["sheared_no_qform"][0])
     with pytest.raises(RuntimeError, match="orthonormal"):
         sitk.ReadImage(str(path))
-    assert itk_view(nib.Nifti1Header.from_fileobj(open(path, "rb"), check=False)).affine is None
+    assert itk_view(_raw(path)).affine is None
 
 
 def test_itk_model_of_the_permissive_sform_option(tmp_path, monkeypatch):
     path = _write(tmp_path, "sheared_no_qform", CASES["sheared_no_qform"][0])
     monkeypatch.setenv("ITK_NIFTI_SFORM_PERMISSIVE", "YES")
     oracle = sitk_geometry(path)
-    model = itk_view(nib.Nifti1Header.from_fileobj(open(path, "rb"), check=False), sform_permissive=True)
+    model = itk_view(_raw(path), sform_permissive=True)
     assert model.matrix == "sform_orthogonalised"
     mine = _itk_as_lps(model)
     assert np.allclose(mine["direction"], oracle["direction"], atol=1e-6) and np.allclose(mine["origin"], oracle["origin"], atol=1e-5)
@@ -125,7 +131,7 @@ def test_itk_model_of_the_permissive_sform_option(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_nibabel_model_is_nib_load(name, tmp_path):
     path = _write(tmp_path, name, CASES[name][0])
-    view = nibabel_view(nib.Nifti1Header.from_fileobj(open(path, "rb"), check=False))
+    view = nibabel_view(_raw(path))
     assert np.allclose(view.affine, nib.load(str(path)).affine, atol=1e-6)
 
 
@@ -134,7 +140,7 @@ def test_reason_codes_and_verdict(name, tmp_path):
     make, agree, reasons = CASES[name]
     path = _write(tmp_path, name, make)
     refused_on_reading = name == "zero_pixdim_qform"  # a zero voxel size cannot be real: judge its raw header
-    result = check_reader_agreement(nib.Nifti1Header.from_fileobj(open(path, "rb"), check=False) if refused_on_reading else path)
+    result = check_reader_agreement(_raw(path) if refused_on_reading else path)
     assert (result.agree, result.reasons) == (agree, reasons)
     gaps = reader_gaps(path) if name != "sheared_no_qform" else None
     if gaps is not None:  # the verdict is the oracle's: the two real readers' corner gap against the tolerance

@@ -101,10 +101,11 @@ def list_unusable_entries(root_dir: Path) -> list[tuple[Path, str]]:
                 found.append((p, "not a regular file (device, pipe or socket); a NIfTI file expected"))
         elif name.endswith(_PAIR_SUFFIXES) and (p.is_file() or p.is_symlink()):
             stem = p.name[: -len(next(s for s in _PAIR_SUFFIXES if name.endswith(s)))]
-            found.append(
-                (p, f"part of a NIfTI/Analyze pair ({stem}.hdr + {stem}.img), which is not read; "
-                    "convert it to a single .nii.gz file (e.g. nib.save(nib.load('x.hdr'), 'x.nii.gz'))")
-            )  # fmt: skip
+            reason = (
+                f"part of a NIfTI/Analyze pair ({stem}.hdr + {stem}.img), which is not read; "
+                "convert it to a single .nii.gz file (e.g. nib.save(nib.load('x.hdr'), 'x.nii.gz'))"
+            )
+            found.append((p, reason))
     return found
 
 

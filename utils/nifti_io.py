@@ -317,7 +317,7 @@ def check_nifti_file(path: PathLike) -> nib.Nifti1Image:
     path = Path(path)
     stream, raw = _open_stream(path)
     with raw, stream:
-        klass, header, offset, _extra = _read_header(stream, path)
+        _klass, header, offset, _extra = _read_header(stream, path)
         shape, dtype = header.get_data_shape(), header.get_data_dtype()
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         scratch = np.empty(_CHUNK // dtype.itemsize * dtype.itemsize, dtype=np.uint8)

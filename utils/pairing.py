@@ -339,8 +339,7 @@ def write_pair(job: PairJob) -> dict[str, Any]:
     info[BUILD_RECORD] = record
     if mask_out is not None:
         record_mask_labels(info, sample.mask, mask_counts)
-    options = {k: v for k, v in _geometry_options_used(info).items()}
-    info["history"] = [history_entry(PAIR_STEP, allow_resample=job.allow_resample, tol_voxel=job.tol_voxel, **options)]
+    info["history"] = [history_entry(PAIR_STEP, allow_resample=job.allow_resample, tol_voxel=job.tol_voxel, **_geometry_options_used(info))]
     write_info(sample.info, info)
     for w in warnings:
         logger.warning("%s: %s", sample.id, w)
@@ -364,10 +363,11 @@ def _float32_warning(img, path: Path) -> list[str]:
     count, largest, error = float32_inexact(stored)
     if not count:
         return []
-    return [
+    message = (
         f"{path}: {count} {dtype_name(dtype)} voxels hold values float32 cannot represent exactly (|value| > 2^24 = 16777216; "
         f"largest |value| {largest}); the float32 volume changes them by up to {error}"
-    ]
+    )
+    return [message]
 
 
 def _resample_sheared(vol_geo: FileGeometry, volume: np.ndarray, mask: np.ndarray | None, job: PairJob):

@@ -272,7 +272,7 @@ def nibabel_view(raw_header, *, fixed=None) -> ReaderView:
         if fixed is None:
             fixed, _ = nibabel_fixed_header(raw_header)
         affine = np.asarray(fixed.get_best_affine(), dtype=np.float64)
-    except Exception as exc:  # nibabel raises HeaderDataError, ValueError for a bad quaternion
+    except Exception as exc:  # noqa: BLE001 - nibabel raises HeaderDataError, ValueError for a bad quaternion
         return ReaderView("nibabel", None, "none", f"nibabel cannot compute the affine ({exc})")
     matrix = "sform" if int(fixed["sform_code"]) != 0 else ("qform" if int(fixed["qform_code"]) != 0 else "base")
     return ReaderView("nibabel", affine, matrix)
@@ -397,9 +397,7 @@ def itk_view(raw_header, *, sform_permissive: bool = False) -> ReaderView:
         if is_affine and np.any(np.abs(d - np.linalg.norm(sto[:3, :3], axis=0)) > _ITK_SCALE_TOL):
             note = "unexpected scales in sform"
         if decomposable:
-            if qcode == 0 and scode:
-                prefer_sform = True
-            elif scode == 1:
+            if (qcode == 0 and scode) or scode == 1:  # no qform, or a scanner-anatomical sform
                 prefer_sform = True
             elif qcode and scode:
                 prefer_sform = _itk_very_similar(sto, qto)

@@ -80,7 +80,7 @@ def header_refusal(raw_header, fixed_header) -> str | None:
     bad = [v for v in spatial if not math.isfinite(v) or v <= 0]
     if bad:
         return f"pixdim[1:{len(spatial) + 1}] (voxel size) is {_values(spatial)}; positive finite sizes in mm expected"
-    if "scl_slope" in raw_header.keys():
+    if "scl_slope" in raw_header:
         slope, inter = float(raw_header["scl_slope"]), float(raw_header["scl_inter"])
         tiny = abs(slope) < np.finfo(np.float64).eps  # ITK counts these as "no slope" (slope 1), nibabel as no scaling
         if math.isinf(slope):
