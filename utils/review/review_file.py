@@ -223,6 +223,9 @@ def _construct_unique_mapping(loader: yaml.BaseLoader, node: yaml.MappingNode, d
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+# Unquoted dates stay text, checked by this module: PyYAML's own timestamp constructor raises a bare
+# ValueError (with a traceback) for 2026-02-30, and turns 2026-11-24 10:00 into a datetime.
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", _SafeLoader.construct_yaml_str)
 
 
 def _short(value: Any) -> str:
