@@ -8,6 +8,8 @@ import logging
 import shutil
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import yaml
 
@@ -311,3 +313,79 @@ def test_dask_scheduler_gives_the_same_report(small, tmp_path):
     assert code == 1
     audit(small, tmp_path / "serial")
     assert (tmp_path / "dask/audit.json").read_bytes() == (tmp_path / "serial/audit.json").read_bytes()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# a QC review silences what the reviewer accepted; the readers' geometry check of utils.geometry
+
+
+def _review(path: Path, reviews: dict, dataset: str = "verse") -> Path:
+    import datetime
+
+    from utils.review.review_file import QcReview, ReviewEntry, dump_review
+
+    today = datetime.date.today()
+    entries = {sid: ReviewEntry(verdict, note, "A. Reviewer", today) for sid, (verdict, note) in reviews.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_review(QcReview(str(path), dataset, None, entries)))
+    return path
+
+
+@pytest.mark.parametrize(
+    "verdict, note, accepted",
+    [
+        ("pass", "LABEL_ORDER checked: T9 and L1 carry each other's label on purpose", True),
+        ("pass", "looks fine", True),  # no code named: the picture's codes are accepted
+        ("pass", "LABEL_AT_FOV_EDGE only", False),  # another code named
+        ("unsure", "LABEL_ORDER?", False),
+        ("fail", "swapped labels", False),
+    ],
+)
+def test_a_review_marked_pass_accepts_findings_with_the_note_as_reason(small, tmp_path, caplog, verdict, note, accepted):
+    review = _review(tmp_path / "descriptor/qc_review.yaml", {"verse004": (verdict, note)})  # the default place
+    with caplog.at_level(logging.INFO):
+        code, report = audit(small, tmp_path / "out")
+    assert code == (0 if accepted else 1)
+    ignored = [f for f in report["ignored"] if f["code"] == "LABEL_ORDER"]
+    assert bool(ignored) == accepted
+    if accepted:
+        assert ignored[0]["reason"].startswith(f"marked pass by A. Reviewer on ") and note in ignored[0]["reason"]
+        assert report["review"]["source"] == "../descriptor/qc_review.yaml"
+    assert ("matched no finding" in caplog.text) == (note == "LABEL_AT_FOV_EDGE only")
+    assert audit(small, tmp_path / "out2", "--no_review")[0] == 1
+    assert str(review) in caplog.text
+
+
+def test_a_review_of_another_dataset_or_a_bad_review_file_exits_2(small, tmp_path, caplog):
+    nme = _review(tmp_path / "nme_review.yaml", {"verse004": ("pass", "")}, dataset="nme")
+    assert audit(small, tmp_path / "out", "--review", nme)[0] == 2
+    assert "the marks were made on a nme report, this is a verse dataset" in caplog.text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nreviews:\n  verse004: {verdict: Fail, note: x, reviewer: y, date: 2026-01-01}\n")
+    assert audit(small, tmp_path / "out", "--review", bad)[0] == 2 and not (tmp_path / "out").exists()
+
+
+def test_headers_the_readers_read_differently_are_found_by_the_geometry_check(small, tmp_path):
+    folder, sid = sample_folder(small, "VerSe20/train/verse505")
+    vol = nib.load(folder / f"{sid}_volume.nii.gz")
+    data, affine = np.asanyarray(vol.dataobj), vol.affine
+    img = nib.Nifti1Image(data, None)
+    img.set_sform(affine, code=1)
+    qform = affine.copy()
+    qform[:3, 3] += 2.0
+    img.set_qform(qform, code=1)  # ITK takes the scanner sform: the readers agree, the header does not
+    nib.save(img, folder / f"{sid}_volume.nii.gz")
+    folder, sid = sample_folder(small, "VerSe19/val/verse010")
+    mask = nib.load(folder / f"{sid}_mask.nii.gz")
+    img = nib.Nifti1Image(np.asanyarray(mask.dataobj), None)
+    img.set_sform(mask.affine, code=2)
+    img.set_qform(None, code=0)
+    img.header.set_zooms((2.0, 2.0, 2.0))  # pixdim against the sform's column lengths: ITK reads other spacings
+    nib.save(img, folder / f"{sid}_mask.nii.gz")
+    code, report = audit(small, tmp_path / "out")
+    found = {(f["code"], f["path"], f["values"]["image"]): f for f in report["findings"] if f["code"] in ("READERS_DISAGREE", "HEADER_AMBIGUOUS")}
+    assert set(found) == {("HEADER_AMBIGUOUS", "VerSe20/train/verse505", "volume"), ("READERS_DISAGREE", "VerSe19/val/verse010", "mask")}
+    assert found["HEADER_AMBIGUOUS", "VerSe20/train/verse505", "volume"]["values"]["reasons"] == ["QFORM_SFORM_MISMATCH"]
+    disagree = found["READERS_DISAGREE", "VerSe19/val/verse010", "mask"]
+    assert disagree["values"]["reasons"] == ["PIXDIM_SFORM_MISMATCH"] and disagree["values"]["displacement_mm"] > 1.0
+    assert disagree["file"] == "VerSe19/val/verse010/verse010_mask.nii.gz" and disagree["severity"] == "error"

@@ -109,7 +109,7 @@ def test_each_sample_row_carries_its_codes_as_flags_coloured_by_severity(dataset
     assert ["flag audit-error", "DUPLICATE_ACROSS_PATIENTS"] in flags["gl017"]
     assert ["flag audit-related", "DUPLICATE_ACROSS_PATIENTS"] in flags["verse010"]  # the original of the copy
     assert not [f for f in flags["verse505"] if "audit-error" in f[0] or "audit-warning" in f[0]]
-    n_flags = {sid: int(n) for n, sid in re.findall(r'<tr[^>]*data-flags="(\d+)">.*?<td class="id"[^>]*>([^<]+)</td>', html)}
+    n_flags = {sid: int(n) for n, sid in re.findall(r'<tr[^>]*data-flags="(\d+)"[^>]*>.*?<td class="id"[^>]*>([^<]+)</td>', html)}
     assert n_flags["verse004"] >= 1 and n_flags["verse505"] == len(flags["verse505"])  # the "flagged only" switch counts them
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from utils.audit.codes import FAIL_ON
 from utils.cli import add_common_args, fail, run_main, setup_logging
+from utils.review.options import add_review_args
 
 logger = logging.getLogger("audit_dataset")
 
@@ -42,6 +43,7 @@ def build_parser(datasets: list[str]) -> argparse.ArgumentParser:
                         help="dataset manifest whose split sheets are checked for leaks (default: ROOT_DIR/dataset_manifest.xlsx if present)")
     parser.add_argument("--label_explanation", type=Path,
                         help="label_map.yaml (default: ROOT_DIR/../descriptor/label_map.yaml if present, else the dataset's)")
+    add_review_args(parser, "findings on samples marked pass are accepted, with the reviewer's note as the reason (docs/audit.md)")
     parser.add_argument("--recompute", action="store_true",
                         help="read every sample again, also those whose files did not change since the last audit in --output_dir")
     return add_common_args(parser)  # fmt: skip
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             policy_file=args.policy,
             manifest_file=args.manifest_file,
             label_map_file=args.label_explanation,
+            review_file=args.review,
+            no_review=args.no_review,
         )
     except (OSError, ValueError, LabelError) as exc:
         return fail(str(exc))

@@ -85,10 +85,18 @@ def _geometry_findings(rec: dict[str, Any], policy: Policy) -> list[Finding]:
     out = []
     geo = rec["geometry"]
     for which, result in (geo.get("readers") or {}).items():
-        if result is not None and not result["agree"]:
-            file = rec["files"]["volume"] if which == "volume" else _mask_file(rec)
-            out.append(_finding(rec, "READERS_DISAGREE", f"{which}: nibabel and ITK read different geometries ({', '.join(result['reasons']) or 'no reason given'})",
-                                file=file, reasons=list(result["reasons"]), image=which))  # fmt: skip
+        if result is None or (result["agree"] and not result["reasons"]):
+            continue
+        file = rec["files"]["volume"] if which == "volume" else _mask_file(rec)
+        reasons = ", ".join(result["reasons"]) or "no reason code"
+        if not result["agree"]:
+            moved = result.get("displacement_mm")
+            far = f"voxel centres up to {_fmt(moved)} mm apart" if moved is not None else "one reader cannot read it"
+            out.append(_finding(rec, "READERS_DISAGREE", f"{which}: nibabel and ITK read different geometries ({far}; {reasons}); "
+                                                         "one geometry for every reader expected", file=file, image=which, **result))  # fmt: skip
+        else:
+            out.append(_finding(rec, "HEADER_AMBIGUOUS", f"{which}: nibabel and ITK agree, but the header holds {reasons}; "
+                                                         "a header every reader reads alike expected", file=file, image=which, **result))  # fmt: skip
     tol = policy.t("oblique", "tolerance_deg")
     if geo["obliquity_deg"] > tol:
         out.append(_finding(rec, "OBLIQUE", f"voxel axes {_fmt(geo['obliquity_deg'])}° from the closest patient axes ({geo['orientation']}); "

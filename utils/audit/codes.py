@@ -68,10 +68,14 @@ _CODES = (
          "Add the annotation, or leave the sample out of training (ESO allows image-only test samples)."),
     # --- geometry ----------------------------------------------------------------------------------------------
     Code("READERS_DISAGREE", "error", "geometry",
-         "nibabel and ITK (SimpleITK, nnU-Net's default reader, ITK-SNAP, Slicer) would place the file's voxels "
-         "differently (reason codes in values).",
+         "nibabel and ITK (SimpleITK, nnU-Net's default reader, ITK-SNAP, Slicer) place the file's voxels differently "
+         "(reason codes and the largest displacement in values; utils.geometry.check_reader_agreement).",
          "Rebuild the sample with routine 02 of this version, which writes one geometry every reader agrees on, or fix "
          "the header (see docs/geometry.md)."),
+    Code("HEADER_AMBIGUOUS", "warning", "geometry",
+         "nibabel and ITK place the voxels alike, but the header holds fields other readers may read differently "
+         "(reason codes in values, e.g. a qform that differs from a scanner sform).",
+         "Rebuild the sample with routine 02 of this version, which writes qform and sform equal and pixdim consistent."),
     Code("OBLIQUE", "info", "geometry",
          "The voxel axes are oblique to the patient axes by more than the tolerance.",
          "Nothing to do for most frameworks; resample onto an axis-aligned grid if your pipeline assumes one."),

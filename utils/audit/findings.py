@@ -119,7 +119,7 @@ def grade(findings: list[Finding], policy: Policy, extra_rules: list[IgnoreRule]
             used.add(hit)
             finding.reason = rules[hit].reason + (f" ({rules[hit].source})" if rules[hit].source else "")
             ignored.append(finding)
-    unused = [rule for i, rule in enumerate(rules) if i not in used]
+    unused = [rule for i, rule in enumerate(rules) if i not in used and rule.report_unused]
     for rule in unused:
         logger.warning("ignore rule %s for %s (%s) matched no finding", rule.code, rule.sample, rule.source or "policy")
     kept.sort(key=Finding.sort_key)

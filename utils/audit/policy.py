@@ -86,12 +86,17 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class IgnoreRule:
-    """An accepted finding: ``code`` for ``sample`` (an ID or a sample folder below the root), with a reason."""
+    """An accepted finding: ``code`` for ``sample`` (an ID or a sample folder below the root), with a reason.
+
+    ``report_unused``: log the rule when it matches no finding (a stale or mistyped rule); False for
+    the rules a review's blanket ``pass`` makes for every code it may accept.
+    """
 
     code: str
     sample: str
     reason: str
     source: str = ""
+    report_unused: bool = True
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Any
 
 from utils.audit import output
 from utils.audit.checks import AuditContext, distribution_findings, sample_findings
+from utils.audit.codes import CODES
 from utils.audit.findings import Finding, Graded, fails, grade, summary
-from utils.audit.geometry import reader_check_available
 from utils.audit.measure import RECORD_VERSION, MeasureJob, Measurement, file_stamps
 from utils.audit.pairs import metadata_findings, pair_findings
 from utils.audit.policy import IgnoreRule, Policy, dataset_policy_file, load_policy
@@ -132,7 +133,8 @@ def prepare(
     policy_file: Path | None = None,
     manifest_file: Path | None = None,
     label_map_file: Path | None = None,
-    review_rules: list[IgnoreRule] = (),
+    review_file: Path | None = None,
+    no_review: bool = False,
 ) -> AuditSetup:
     """Resolve samples, dataset, policy, label map, split sheets and the output folder.
 
@@ -167,6 +169,12 @@ def prepare(
         default = root_dir / "dataset_manifest.xlsx"
         manifest_file = default if default.is_file() else None
     splits = read_split_sheets(manifest_file) if manifest_file is not None else {}
+    from utils.review.options import default_review_path, resolve_review
+
+    review = resolve_review(review_file, default_review_path(root_dir), disabled=no_review, dataset=None if key == "generic" else key)
+    review_rules = review_ignore_rules(review) if review is not None else []
+    if review is not None:
+        logger.info("review %s: %s; findings on samples marked pass are accepted", review.source, review.describe())
     check_output_dir(output_dir, "--output_dir")
     return AuditSetup(
         root_dir=root_dir,
@@ -180,9 +188,35 @@ def prepare(
         label_map_source=str(label_map_file or ""),
         manifest=manifest_file,
         splits=splits,
-        review_rules=list(review_rules),
+        review_rules=review_rules,
         group_keys=tuple(getattr(profile, "group_by", ())),
     )
+
+
+#: Families of codes a reviewer judges from a sample's picture: a ``pass`` whose note names no code accepts them.
+REVIEWED_FAMILIES = ("geometry", "labels", "intensity")
+
+
+def review_ignore_rules(review: Any) -> list[IgnoreRule]:
+    """The findings a QC review accepts, as ignore rules with the reviewer's note as the reason.
+
+    Only samples marked ``pass`` accept anything. A note that names codes (``LABEL_AT_FOV_EDGE: L5 cut by
+    the scan``) accepts exactly those; a note that names none accepts the codes a reviewer judges from the
+    sample's picture (families :data:`REVIEWED_FAMILIES`), never a duplicate, metadata or unreadable-file
+    finding, which involve more than the picture shows. ``fail`` and ``unsure`` accept nothing.
+
+    Parameters
+    ----------
+    review : utils.review.review_file.QcReview
+    """
+    rules = []
+    for sid, entry in review.with_verdict("pass").items():
+        named = [code for code in CODES if re.search(rf"\b{code}\b", entry.note)]
+        blanket = not named
+        codes = named or [c.code for c in CODES.values() if c.family in REVIEWED_FAMILIES]
+        for code in codes:
+            rules.append(IgnoreRule(code, sid, entry.describe(), review.source, report_unused=not blanket))
+    return rules
 
 
 def measure_job(setup: AuditSetup) -> MeasureJob:
@@ -280,9 +314,6 @@ def run_audit(
     graded = grade(findings, setup.policy, setup.review_rules)
     failed = fails(graded, fail_on)
     exit_code = 1 if failed else 0
-    not_run = []
-    if not reader_check_available():
-        not_run.append({"code": "READERS_DISAGREE", "reason": "this version of the toolkit has no reader-agreement check (see docs/audit.md)"})
     report = {
         **output.FORMAT,
         "tool": "utils/audit_dataset.py",
@@ -295,10 +326,9 @@ def run_audit(
         "fail_on": fail_on,
         "exit_code": exit_code,
         "samples": len(records),
-        "checks_not_run": not_run,
         "summary": summary(graded),
         "policy": setup.policy.to_json(),
-        "review": [{"code": r.code, "sample": r.sample, "reason": r.reason, "source": r.source} for r in setup.review_rules],
+        "review": _review_summary(setup.review_rules, setup.output_dir),
         "findings": [f.to_json() for f in graded.findings],
         "ignored": [f.to_json() for f in graded.ignored],
         "records": records,
@@ -311,6 +341,20 @@ def run_audit(
     output.write_json(files[0], report)
     _log(graded, report, files[0])
     return AuditResult(report, graded, exit_code, files)
+
+
+def _review_summary(rules: list[IgnoreRule], output_dir: Path) -> dict[str, Any] | None:
+    """``{'source': file, 'accepted': {sample: {'codes': [...] or 'picture', 'reason': ...}}}`` of the review's rules."""
+    if not rules:
+        return None
+    accepted: dict[str, dict[str, Any]] = {}
+    for rule in rules:
+        entry = accepted.setdefault(rule.sample, {"codes": [], "reason": rule.reason})
+        entry["codes"].append(rule.code)
+    for sample, entry in accepted.items():
+        blanket = not next(r for r in rules if r.sample == sample).report_unused
+        entry["codes"] = "every code of the families " + "/".join(REVIEWED_FAMILIES) if blanket else entry["codes"]
+    return {"source": _relative(Path(rules[0].source), output_dir), "accepted": accepted}
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -331,5 +375,3 @@ def _log(graded: Graded, report: dict[str, Any], path: Path) -> None:
     ignored = report["summary"]["ignored"]
     logger.info("audit of %d samples: %d errors, %d warnings, %d info%s; written to %s", report["samples"], counts["error"], counts["warning"],
                 counts["info"], f" ({ignored} accepted by the policy)" if ignored else "", path)  # fmt: skip
-    for item in report["checks_not_run"]:
-        logger.info("not checked: %s (%s)", item["code"], item["reason"])
