@@ -225,24 +225,28 @@ def label_geometry(
     comps, _ = cc3d.connected_components(crop, connectivity=26, return_N=True)
     flat = crop.reshape(-1)
     inside = crop != 0
-    fg = np.flatnonzero(inside)
-    coords = np.unravel_index(fg, crop.shape)  # (slow, mid, fast) of the crop
     under_mask = None
     if volume is not None:
         vview = volume.T if transposed else volume  # the mask's axes order
         under_mask = vview[box_view][inside]  # a boolean walk of the box in memory order: faster than gathering by index
+    fg = np.flatnonzero(inside)
+    del inside
     comp = comps.reshape(-1)[fg]
+    del comps
     order = np.argsort(comp, kind="stable")
     comp_sorted = comp[order]
+    fg_sorted = fg[order]  # foreground voxels grouped by component
+    del comp, order, fg
     starts = np.flatnonzero(np.r_[True, comp_sorted[1:] != comp_sorted[:-1]])
     counts = np.diff(np.r_[starts, comp_sorted.size])
-    piece_label = flat[fg[order[starts]]]
+    piece_label = flat[fg_sorted[starts]]
+    coords = np.unravel_index(fg_sorted, crop.shape)  # (slow, mid, fast) of the crop, grouped by component
     offset = np.array([s.start for s in box_view], dtype=np.int64)
     lo = np.empty((starts.size, 3), np.int64)
     hi = np.empty((starts.size, 3), np.int64)
     sums = np.empty((starts.size, 3), np.float64)
     for a in range(3):
-        c = coords[a][order]
+        c = coords[a]
         lo[:, a] = np.minimum.reduceat(c, starts) + offset[a]
         hi[:, a] = np.maximum.reduceat(c, starts) + offset[a]
         sums[:, a] = np.add.reduceat(c, starts) + offset[a] * counts  # intp coordinates: exact integer sums
