@@ -169,7 +169,9 @@ def _order_findings(rec: dict[str, Any], labels: dict[int, Any], policy: Policy,
     if not pairs:
         return []
     text = "; ".join(f"{ctx.name(p['expected_first'])} lies {_fmt(-p['gap_mm'])} mm further {_opposite(order.direction)} than "
-                     f"{ctx.name(p['expected_second'])}" for p in pairs)  # fmt: skip
+                     f"{ctx.name(p['expected_second'])}" for p in pairs[:3])  # fmt: skip
+    if len(pairs) > 3:
+        text += f"; and {len(pairs) - 3} more pairs (values)"
     return [_finding(rec, "LABEL_ORDER", f"labels out of {order.direction}-to-{_opposite(order.direction)} order (centroids in world coordinates): "
                                          f"{text}; the reverse expected", file=file, direction=order.direction, pairs=pairs)]  # fmt: skip
 
