@@ -514,3 +514,98 @@ def test_every_code_and_threshold_is_documented():
     for group, names in DEFAULT_THRESHOLDS.items():
         line = " ".join(ln for ln in doc.splitlines() if ln.startswith(f"| `{group}."))
         assert all(name in line for name in names), (group, names)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# findings carry the file, the message and the values (mutation testing found these unasserted)
+
+
+def one(findings, code):
+    (f,) = [f for f in findings if f.code == code]
+    assert f.message and f.sample and f.path
+    return f
+
+
+def test_sample_findings_name_the_right_file_and_values():
+    rec = record(path="A/s1", labels={})
+    f = one(sample_findings(rec, Policy(), AuditContext()), "MASK_EMPTY")
+    assert f.file == "A/s1/m" and "background (0) only" in f.message
+    rec = record(path="A/s1", mask=None)
+    rec["files"]["mask"] = None
+    f = one(sample_findings(rec, Policy(), AuditContext()), "MASK_MISSING")
+    assert f.file == "A/s1/A/s1_mask.nii.gz" and "no mask file A/s1_mask.nii.gz" in f.message
+    rec = record(path="A/s2")
+    rec["mask"].update(on_volume_grid=False, shape=[9, 9, 9], displacement_mm=None)
+    f = one(sample_findings(rec, Policy(), AuditContext()), "MASK_GRID_MISMATCH")
+    assert f.file == "A/s2/m" and f.values == {"mask_shape": [9, 9, 9], "volume_shape": [10, 10, 10], "displacement_mm": None}
+    assert "shape [9, 9, 9], volume [10, 10, 10]" in f.message
+    f = one(sample_findings(record(labels={"1": label(voxels=7), "30": label(voxels=5)}), Policy(), AuditContext(label_names={1: "C1"})), "LABEL_UNKNOWN")
+    assert f.file == "s/m" and f.values == {"labels": [30], "voxels": {"30": 5}}
+    rec = record(error="s/v: file is empty", error_file="s/v")
+    f = one(sample_findings(rec, Policy(), AuditContext()), "SAMPLE_UNREADABLE")
+    assert (f.file, f.message) == ("s/v", "s/v: file is empty")
+
+
+def test_reader_verdicts_become_readers_disagree_or_header_ambiguous():
+    rec = record()
+    rec["geometry"]["readers"] = {
+        "volume": {"agree": True, "reasons": [], "displacement_mm": 0.0, "messages": []},
+        "mask": {"agree": False, "reasons": ["PIXDIM_SFORM_MISMATCH"], "displacement_mm": 12.5, "messages": ["m"]},
+    }
+    f = one(sample_findings(rec, Policy(), AuditContext()), "READERS_DISAGREE")
+    assert f.file == "s/m" and f.values["image"] == "mask" and f.values["reasons"] == ["PIXDIM_SFORM_MISMATCH"]
+    assert "voxel centres up to 12.5 mm apart; PIXDIM_SFORM_MISMATCH" in f.message
+    rec["geometry"]["readers"]["mask"].update(displacement_mm=None)
+    assert "one reader cannot read it" in one(sample_findings(rec, Policy(), AuditContext()), "READERS_DISAGREE").message
+    rec["geometry"]["readers"] = {"volume": {"agree": True, "reasons": ["QFORM_SFORM_MISMATCH"], "displacement_mm": 0.0, "messages": []}}
+    f = one(sample_findings(rec, Policy(), AuditContext()), "HEADER_AMBIGUOUS")
+    assert f.file == "s/v" and "holds QFORM_SFORM_MISMATCH" in f.message
+
+
+def test_edge_and_order_boundaries_are_inclusive_where_documented():
+    policy = Policy()
+    policy.merge({"thresholds": {"fov_edge": {"min_voxels": 5}}}, "t")
+    face = {"direction": "superior", "axis": 2, "voxels": 5, "fraction": 2.0}
+    f = one(sample_findings(record(labels={"3": label(faces=[face])}), policy, AuditContext()), "LABEL_AT_FOV_EDGE")
+    assert f.values == {"label": 3, "faces": [face]} and f.file == "s/m" and "superior edge (5 voxels" in f.message
+    face["voxels"] = 4
+    assert sample_findings(record(labels={"3": label(faces=[face])}), policy, AuditContext()) == []
+    policy.merge({"anatomy": {"order": {"direction": "left", "labels": [1, 2], "tolerance_mm": 5.0}}}, "t")
+    exactly = record(labels={"1": label(centroid=(0, 0, 0)), "2": label(centroid=(-5.0, 0, 0))})  # 2 lies 5 mm further left (x is R)
+    assert sample_findings(exactly, policy, AuditContext()) == []  # a gap of exactly the tolerance is allowed
+    beyond = record(labels={"1": label(centroid=(0, 0, 0)), "2": label(centroid=(-5.25, 0, 0))})
+    f = one(sample_findings(beyond, policy, AuditContext()), "LABEL_ORDER")
+    assert f.values["pairs"] == [{"expected_first": 1, "expected_second": 2, "gap_mm": -5.25}] and "further right than" in f.message
+    assert f.values["direction"] == "left" and "left-to-right order" in f.message
+    for direction, word in (("anterior", "posterior"), ("posterior", "anterior"), ("inferior", "superior"), ("right", "left")):
+        policy.merge({"anatomy": {"order": {"direction": direction, "labels": [1, 2]}}}, "t")
+        axis, sign = {"anterior": (1, 1), "posterior": (1, -1), "inferior": (2, -1), "right": (0, 1)}[direction]
+        centre = [0.0, 0.0, 0.0]
+        centre[axis] = sign * 3.0  # label 2 lies further in the direction than label 1
+        f = one(sample_findings(record(labels={"1": label(), "2": label(centroid=centre)}), policy, AuditContext()), "LABEL_ORDER")
+        assert f"further {word} than" in f.message
+
+
+def test_spacing_and_field_of_view_outliers_inside_and_outside():
+    recs = [record(path=f"s{i}", spacing=(1.0, 1.0, 2.0)) for i in range(5)]
+    odd = record(path="odd", spacing=(1.0, 1.0, 4.0001))
+    odd["geometry"]["canonical_shape"] = [10, 10, 30.001]
+    found = distribution_findings([*recs, odd], Policy(), AuditContext())
+    spacing = one(found, "SPACING_OUTLIER")
+    assert spacing.path == "odd" and list(spacing.values["axes"]) == ["superior-inferior"]
+    assert spacing.values["axes"]["superior-inferior"]["ratio"] == pytest.approx(2.00005)
+    assert "4 mm along superior-inferior (2x the median 2)" in spacing.message
+    assert one(found, "SHAPE_OUTLIER").values["axes"]["superior-inferior"]["value"] == pytest.approx(30.001)
+    odd["geometry"]["canonical_spacing_mm"] = [1.0, 1.0, 3.9999]
+    odd["geometry"]["canonical_shape"] = [10, 10, 29.999]
+    assert [f.code for f in distribution_findings([*recs, odd], Policy(), AuditContext())] == []
+    assert distribution_findings([*recs[:3], odd], Policy(), AuditContext()) == []  # fewer than min_samples
+
+
+def test_fraction_below_the_percentile_curve():
+    from utils.audit.checks import _fraction_below
+
+    pct = {"1": -10.0, "50": 0.0, "99": 10.0}
+    assert _fraction_below(pct, -11.0) == 0.0 and _fraction_below(pct, -10.0) == pytest.approx(0.01)
+    assert _fraction_below(pct, -5.0) == pytest.approx(0.255) and _fraction_below(pct, 10.5) == 1.0
+    assert _fraction_below(pct, 10.0) == pytest.approx(0.99)
