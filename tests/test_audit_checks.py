@@ -609,3 +609,27 @@ def test_fraction_below_the_percentile_curve():
     assert _fraction_below(pct, -11.0) == 0.0 and _fraction_below(pct, -10.0) == pytest.approx(0.01)
     assert _fraction_below(pct, -5.0) == pytest.approx(0.255) and _fraction_below(pct, 10.5) == 1.0
     assert _fraction_below(pct, 10.0) == pytest.approx(0.99)
+
+
+def test_hounsfield_and_constant_findings_values_and_exact_boundaries():
+    at = record(percentiles={"0.1": -201.0, "0.5": -200.0, "1": -199.0, "2": -198.0, "5": -190.0, "10": -150.0, "25": 0.0, "50": 300.0})
+    assert sample_findings(at, Policy(), AuditContext(modality="CT")) == []  # both limits are strict
+    over = record(percentiles={"0.1": -101.0, "0.5": -100.0, "1": -99.0, "2": -98.0, "5": -90.0, "10": -50.0, "25": 0.0, "50": 1060.0})
+    f = one(sample_findings(over, Policy(), AuditContext(modality="CT")), "CT_NOT_HU")
+    assert f.values == {"percentile_00_5": -100.0, "median": 1060.0, "min": -111.0, "max": 1210.0}
+    policy = Policy()
+    policy.merge({"thresholds": {"ct_hu": {"max_below_air_fraction": 0.01}}}, "t")
+    exactly = record(percentiles={"0.1": -2048.0, "0.5": -2048.0, "1": -1124.0})  # 1 % below the floor: allowed
+    assert sample_findings(exactly, policy, AuditContext(modality="CT")) == []
+    exactly["intensity"]["percentiles"]["1"] = -1125.0  # the floor now lies above the 1st percentile: more than 1 % below it
+    f = one(sample_findings(exactly, policy, AuditContext(modality="CT")), "CT_BELOW_AIR")
+    assert f.values["floor_hu"] == -1124.0 and f.values["min"] == -2058.0 and f.values["fraction_below"] > 0.01
+    flat = record(percentiles={"1": 1000.0, "99": 1000.9})  # relative limit 0.001 x 1000.9
+    f = one(sample_findings(flat, Policy(), AuditContext()), "VOLUME_CONSTANT")
+    assert f.values == {"p1": 1000.0, "p99": 1000.9, "min": flat["intensity"]["min"], "max": flat["intensity"]["max"]}
+    assert "1st-99th percentiles 1000 .. 1001" in f.message
+    flat["intensity"]["percentiles"]["99"] = 1001.2
+    assert [f.code for f in sample_findings(flat, Policy(), AuditContext())] == []
+    const = record(percentiles={"1": 5.0, "99": 5.0})
+    const["intensity"].update(min=5.0, max=5.0)
+    assert "constant value 5" in one(sample_findings(const, Policy(), AuditContext()), "VOLUME_CONSTANT").message
