@@ -184,7 +184,7 @@ def test_routine_02_skips_samples_that_later_steps_changed_when_their_sources_di
     assert _stamps(verse_done / "grouped") == before  # not one file touched
     info = read_info(lay.sample_dir(verse_done, "verse601") / "verse601_info.yaml")
     rec = info["built_from"]
-    assert rec["volume"]["name"] == "sub-verse601_ct.nii.gz" and rec["volume"]["size"] > 0 and isinstance(rec["volume"]["crc32"], int)
+    assert rec["volume"]["path"] == "dataset-01training/rawdata/sub-verse601/sub-verse601_ct.nii.gz" and rec["volume"]["size"] > 0 and isinstance(rec["volume"]["crc32"], int)
     assert rec["params"] == {"tol_voxel": 0.01, "allow_resample": False, "allowed_labels": list(range(29))}
 
 

@@ -57,6 +57,7 @@ from utils.label_stats import label_boxes, label_stats, map_threads
 from utils.output_paths import check_output_dir
 from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
 from utils.sample_info import BINARY_MASKS_FROM, SampleDir, file_stamp, find_samples, history_entry, read_info, record_mask_labels, recorded_mask_labels, write_info
+from utils.sample_lock import sample_lock
 from utils.slice_morphology import SliceRepair, repair_changes
 
 if TYPE_CHECKING:
@@ -313,8 +314,15 @@ def apply_mask_step(
     SampleError, NiftiError, FileNotFoundError
         Bad input; the message names the file.
     """
-    info = read_info(sample.info)
     dst = destination.target(sample)
+    with sample_lock(dst.path, create=not destination.in_place):  # one writer per sample folder
+        return _apply_locked(sample, dst, destination, step, params, transform, force)
+
+
+def _apply_locked(
+    sample: SampleDir, dst: SampleDir, destination: Destination, step: str, params: dict[str, Any], transform: Transform, force: bool
+) -> dict[str, Any]:
+    info = read_info(sample.info)
     remove_stale_temporaries(dst.path)
     if destination.in_place:
         info = _settle_pending(sample, info)

@@ -25,8 +25,9 @@ from utils.cli import add_common_args, fail, run_per_sample, setup_logging
 from utils.dataset_manifest import build_dataset_manifest
 from utils.labels import LabelMap, install_label_map
 from utils.lazy_import import lazy_import
-from utils.output_paths import check_output_dir, check_output_file
+from utils.output_paths import archive_of_dataset, check_not_inside, check_output_dir, check_output_file
 from utils.pairing import PairJob, write_pair
+from utils.safe_names import FieldRule, UnsafeNameError, check_inside, check_manifest_fields, check_name
 from utils.sample_info import find_samples
 from utils.splits import extract_index_manifests
 from utils.spreadsheet import MAIN_SHEET, read_sheet, write_sheets
@@ -209,6 +210,7 @@ def confirm_pairs_main(
     load_rules: Callable[[Path], Any],
     make_jobs: Callable[..., tuple[list[PairJob], dict[str, str]]],
     parse_path: Callable[[Path, Any], tuple[dict[str, Any] | None, str | None]] | None = None,
+    field_rules: Callable[[Any], Mapping[str, FieldRule]] | None = None,
 ) -> int:
     """Every routine 02: ``--root_dir --output_dir --archive_manifest`` (+ pairing options, ``--rules``).
 
@@ -228,6 +230,13 @@ def confirm_pairs_main(
         ``(path relative to the archive, rules) -> (fields, reason)``: the dataset's path rule, used to
         tell which sample a file of routine 01's ``Skipped`` sheet belonged to (that sample is then
         reported with routine 01's reason, never written without it).
+    field_rules : callable, optional
+        Rules -> ``{column: FieldRule}``: what each archive-manifest column that becomes part of a path
+        may hold (:func:`utils.safe_names.check_manifest_fields`); every row is checked before any work.
+
+    Before anything is written: ``--output_dir`` must not be (inside) the archive, every manifest
+    cell that becomes a path must fit its documented pattern, and every sample folder must lie
+    inside ``--output_dir``; otherwise one line and exit 2.
     """
     parser = _parser(description)
     parser.add_argument("--root_dir", type=Path, required=True, help="archive folder (root_dir/archive)")
@@ -237,9 +246,14 @@ def confirm_pairs_main(
     args = add_common_args(add_pairing_args(parser)).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_not_inside(args.output_dir, args.root_dir, "--output_dir")
         check_output_dir(args.output_dir, "--output_dir")
         rules = load_rules(args.rules)
         manifest = read_sheet(args.archive_manifest)
+        source = f"{args.archive_manifest} (sheet {MAIN_SHEET!r})"
+        check_manifest_fields(manifest, {"file_path": FieldRule("a path relative to the archive root", relative_path=True)}, source)
+        if field_rules is not None:
+            check_manifest_fields(manifest, field_rules(rules), source)
         if parse_path is not None:
             skipped = read_sheet(args.archive_manifest, SKIPPED_SHEET, missing_ok=True)
             manifest = with_skipped_candidates(manifest, skipped, lambda rel: parse_path(rel, rules))
@@ -249,12 +263,24 @@ def confirm_pairs_main(
             manifest, args.root_dir, args.output_dir, rules,
             allow_resample=args.resample_mismatched_masks, overwrite=args.overwrite, tol_voxel=args.grid_tol,
         )  # fmt: skip
+        for job in jobs:
+            _check_sample_folder(job.sample_dir, args.output_dir)
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     return confirm_pairs(
         jobs, problems, args.output_dir, workers=args.workers, show_progress=not args.no_pbar,
         dask_scheduler=args.dask_scheduler, archive_dir=args.root_dir,
     )  # fmt: skip
+
+
+def _check_sample_folder(sample_dir: Path, output_dir: Path) -> None:
+    """Every part of ``sample_dir`` below ``output_dir`` is one safe name, and it stays inside ``output_dir``."""
+    rel = Path(sample_dir).relative_to(output_dir) if Path(sample_dir).is_relative_to(output_dir) else None
+    if rel is None or not rel.parts:
+        raise UnsafeNameError(f"sample folder {sample_dir} is not below --output_dir {output_dir}; refused before any work")
+    for part in rel.parts:
+        check_name(part, f"sample folder {sample_dir}: part")
+    check_inside(sample_dir, output_dir, "sample folder")
 
 
 def archive_manifest_main(
@@ -293,6 +319,7 @@ def archive_manifest_main(
         return fail(f"--root_dir is not a folder: {args.root_dir}")
     label_map = args.output_manifest_file.parent / "label_map.yaml"
     try:
+        check_not_inside(args.output_manifest_file, args.root_dir, "--output_manifest_file")
         check_output_file(args.output_manifest_file, "--output_manifest_file")
         if label_map.exists():
             LabelMap.load(label_map)  # an edited copy must be valid: say so now, not after reading the archive
