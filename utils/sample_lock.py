@@ -43,7 +43,7 @@ try:  # POSIX
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "LOCK_WAIT_S", "SampleBusyError", "sample_lock", "try_sample_lock", "lock_holder"]
+__all__ = ["LOCK_NAME", "LOCK_WAIT_S", "SampleBusyError", "sample_lock", "try_sample_lock", "lock_holder", "clean_abandoned_folder"]
 
 #: Name of the lock file in a sample folder (hidden: no scanner of the dataset ever lists it).
 LOCK_NAME = ".sample.lock"
@@ -180,3 +180,34 @@ def try_sample_lock(folder: PathLike) -> Iterator[bool]:
         except (SampleBusyError, FileNotFoundError):
             taken = False
         yield taken
+
+
+def clean_abandoned_folder(folder: PathLike) -> list[Path]:
+    """Remove our temporary files from a sample folder whose writer died, and the folder if that leaves it empty.
+
+    Used when a worker process or a Dask worker was lost mid-sample. Nothing is
+    touched while another run holds the folder's lock (its temporaries are its
+    own); a folder that is still in use or holds any other file is kept.
+
+    Returns
+    -------
+    removed : list of Path
+        The temporary files deleted.
+    """
+    from utils.atomic import is_our_temporary
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed: list[Path] = []
+    with try_sample_lock(folder) as taken:
+        if not taken:
+            return []
+        for entry in list(os.scandir(folder)):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp") and is_our_temporary(entry.name):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only when empty: a new sample's folder that the lost work had just created
+    return removed
