@@ -23,7 +23,7 @@ from pathlib import Path
 
 from utils.aliases import PathLike
 
-__all__ = ["OutputPathError", "check_output_file", "check_output_dir", "check_not_inside", "archive_of_dataset"]
+__all__ = ["OutputPathError", "check_output_file", "check_output_dir", "check_not_inside", "archive_of_dataset", "archive_of_manifest", "portable_path"]
 
 
 class OutputPathError(ValueError):
@@ -138,3 +138,34 @@ def archive_of_dataset(sample_folders: Iterable[PathLike], limit: int = 5) -> Pa
             if archive.is_dir():
                 return archive
     return None
+
+
+def archive_of_manifest(manifest_file: PathLike) -> Path | None:
+    """The archive of the dataset a dataset manifest indexes (:func:`archive_of_dataset` of its first samples), or None."""
+    from utils.spreadsheet import MAIN_SHEET, read_sheet
+
+    try:
+        frame = read_sheet(manifest_file, MAIN_SHEET, missing_ok=True)
+    except (OSError, ValueError):
+        return None
+    if frame is None or "info" not in frame.columns:
+        return None
+    base = Path(manifest_file).parent
+    folders = [(base / str(v)).parent for v in frame["info"].tolist()[:5] if isinstance(v, str) and v]
+    return archive_of_dataset(folders)
+
+
+#: This repository (a descriptor file inside it is named relative to it).
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def portable_path(path: PathLike, base: PathLike) -> str:
+    """How a file we write names another file: relative to ``base`` (the folder of the file written), never absolute.
+
+    A file of this repository (``descriptors/verse/label_map.yaml``) is named
+    relative to the repository instead, since it does not move with the dataset.
+    """
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(_REPO):
+        return resolved.relative_to(_REPO).as_posix()
+    return Path(os.path.relpath(resolved, Path(base).resolve())).as_posix()

@@ -21,11 +21,11 @@ from typing import Any
 from utils.alignment import GRID_TOL_VOXEL
 from utils.archive_scan import SKIPPED_SHEET, ArchiveScan, with_skipped_candidates
 from utils.binary_masks import UP_TO_DATE, extract_sample_binary_masks
-from utils.cli import add_common_args, fail, run_per_sample, setup_logging
+from utils.cli import add_common_args, fail, plural, run_per_sample, setup_logging
 from utils.dataset_manifest import build_dataset_manifest
 from utils.labels import LabelMap, install_label_map
 from utils.lazy_import import lazy_import
-from utils.output_paths import archive_of_dataset, check_not_inside, check_output_dir, check_output_file
+from utils.output_paths import archive_of_dataset, archive_of_manifest, check_not_inside, check_output_dir, check_output_file
 from utils.pairing import PairJob, write_pair
 from utils.safe_names import FieldRule, UnsafeNameError, check_inside, check_manifest_fields, check_name
 from utils.sample_info import find_samples
@@ -63,7 +63,7 @@ def extract_binary_masks_main(argv: Sequence[str] | None, description: str | Non
         return fail(str(exc))
     without = [s.id for s in samples if not s.mask.is_file()]
     if without:
-        logger.info("%d sample(s) have no mask and get no binary masks: %s", len(without), ", ".join(without))
+        logger.info("%s no mask and get no binary masks: %s", plural(len(without), "sample has", "samples have"), ", ".join(without))
     work = functools.partial(extract_sample_binary_masks, label_map=label_map)
     report = run_per_sample(
         [s for s in samples if s.mask.is_file()], work, desc="binary masks", workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar,
@@ -71,7 +71,7 @@ def extract_binary_masks_main(argv: Sequence[str] | None, description: str | Non
     )
     fresh = [sid for sid, summary in report.results.items() if str(summary).startswith(UP_TO_DATE)]
     if fresh:
-        logger.info("%d sample(s) skipped, their binary masks are up to date with their mask: %s", len(fresh), ", ".join(fresh))
+        logger.info("%s skipped, their binary masks are up to date with their mask: %s", plural(len(fresh), "sample"), ", ".join(fresh))
     return report.exit_code()
 
 
@@ -84,6 +84,7 @@ def dataset_manifest_main(argv: Sequence[str] | None, description: str | None, i
     args = add_common_args(parser).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_not_inside(args.output_manifest_file, archive_of_dataset(find_samples(args.root_dir)), "--output_manifest_file")
         check_output_file(args.output_manifest_file, "--output_manifest_file")
         report = build_dataset_manifest(
             args.root_dir, args.output_manifest_file, info_columns, workers=args.workers, dask_scheduler=args.dask_scheduler,
@@ -107,11 +108,12 @@ def index_manifests_main(argv: Sequence[str] | None, description: str | None) ->
     args = add_common_args(parser, workers=False).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_not_inside(args.output_index_manifest_dir, archive_of_manifest(args.manifest_file), "--output_index_manifest_dir")
         check_output_dir(args.output_index_manifest_dir, "--output_index_manifest_dir")
         written = extract_index_manifests(args.manifest_file, args.split_name, args.subsets, args.output_index_manifest_dir)
     except (ValueError, OSError) as exc:
         return fail(str(exc))
-    logger.info("%d index manifests in %s", len(written), args.output_index_manifest_dir)
+    logger.info("%s in %s", plural(len(written), "index manifest"), args.output_index_manifest_dir)
     return 0
 
 
@@ -193,11 +195,11 @@ def confirm_pairs(
     )  # fmt: skip
     status = [r.get("status") for r in report.results.values()]
     logger.info(
-        "grouped dataset in %s: %d samples written, %d up to date (skipped), %d up to date with attributes updated",
-        output_dir, status.count("written"), status.count("up to date"), status.count("attributes updated"),
+        "grouped dataset in %s: %s written, %d up to date (skipped), %d up to date with attributes updated",
+        output_dir, plural(status.count("written"), "sample"), status.count("up to date"), status.count("attributes updated"),
     )  # fmt: skip
     if problems:
-        logger.error("%d archive sample(s) could not be paired and were not written:", len(problems))
+        logger.error("%s could not be paired and %s not written:", plural(len(problems), "archive sample"), "was" if len(problems) == 1 else "were")
         for sid, reason in problems.items():
             logger.error("  %s: %s", sid, reason)
     return 1 if (problems or report.errors) else 0
