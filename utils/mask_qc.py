@@ -650,7 +650,7 @@ def step_summary(outcomes: list[dict[str, Any]]) -> str:
     if applied:
         changed = sum(bool(o["changed"]) for o in applied)
         detail = ", ".join(f"{k} {v}" for k, v in totals.items())
-        text += f" ({plural(changed, 'mask')} changed{': ' + detail if detail else ''})"
+        text += f" ({plural(changed, 'mask')} changed{': ' + detail if detail else ''})" if changed else " (no mask changed)"
     already = sum(o["status"] == "already applied" for o in outcomes)
     if already:
         text += f", {already} already applied with these parameters"
