@@ -15,7 +15,10 @@ work on that sample:
   after that it refuses the sample with one line naming the other run;
 - the lock is released on exit, and by the kernel when the holder dies
   (``kill -9``, power loss): a lock file left behind by a dead run is **stale**,
-  taken over by the next run and removed when that run releases it.
+  taken over by the next run and removed when that run releases it;
+- since every writer of a sample folder holds the lock, the temporary files of
+  ours found in the folder when the lock is taken belong to no running writer
+  (a killed run, a lost worker): they are removed then, whatever their age.
 
 Locks work between threads, processes and, on a shared file system with
 working ``flock`` (NFSv4, Lustre, GPFS, CephFS), between machines. Where
@@ -37,6 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from utils.aliases import PathLike
+from utils.atomic import remove_stale_temporaries
 
 try:  # POSIX
     import fcntl
@@ -156,6 +160,9 @@ def sample_lock(folder: PathLike, *, wait_s: float | None = None, create: bool =
                     )
                 os.ftruncate(fd, 0)
                 os.write(fd, (_who() + "\n").encode("utf-8"))
+                # every writer of a sample folder holds this lock, so a temporary file of ours in it now
+                # belongs to no running writer: a lost worker's or a killed run's, whatever its age
+                remove_stale_temporaries(folder, max_age_s=-1.0)
             yield folder
         finally:
             if fd is not None:
