@@ -195,17 +195,18 @@ def test_ctrl_c_removes_the_temporary_files_it_made_before_saying_so(tmp_path, e
     assert not list(root.rglob(sample_lock.LOCK_NAME))
 
 
-def test_a_real_sigint_leaves_no_temporary_file(tmp_path):
+@pytest.mark.parametrize("extra", [(), ("--workers", "2")])
+def test_a_real_ctrl_c_leaves_no_temporary_file_and_no_traceback(tmp_path, extra):
     root = tmp_path / "r"
     _archive(root, NAMES[:6], shape=(120, 120, 80))
     assert LAY.run_01(root) == 0
     proc = subprocess.Popen(_command(LAY.script("02"), "--root_dir", root / "archive", "--output_dir", root / "grouped",
-                                     "--archive_manifest", root / "descriptor/archive_manifest.xlsx"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                     "--archive_manifest", root / "descriptor/archive_manifest.xlsx", *extra),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while not list((root / "grouped").rglob("*_volume.nii.gz")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode in (0, 130), err[-2000:]
     assert "Traceback" not in err

@@ -153,9 +153,10 @@ def _create_temporary(path: Path) -> Path:
         except FileExistsError:
             _forget(tmp)
             continue
-        except BaseException:
+        except OSError:
             _forget(tmp)
             raise
+        # (a KeyboardInterrupt raised as os.open returns leaves tmp registered: the file may exist)
         os.close(fd)
         return tmp
     raise FileExistsError(errno.EEXIST, f"no free temporary file name next to {path}")

@@ -20,6 +20,7 @@ import argparse
 import concurrent.futures as cf
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
@@ -184,6 +185,12 @@ class RunReport:
         return 1 if self.errors else 0
 
 
+def _ignore_sigint() -> None:
+    """Worker processes leave Ctrl-C to the parent: it stops handing out samples and waits for the running ones,
+    which finish their writes (an idle worker interrupted while waiting would print a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _call(func: Callable[[T], R], item: T) -> tuple[bool, Any]:
     """Run one item; turn an expected error into ``(False, message)`` (runs in worker processes too)."""
     try:
@@ -260,7 +267,7 @@ def run_per_sample(
                     logger.error("%s: %s", key(item), outcomes[i][1])
                 bar.update(1)
         else:
-            pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(items), os.cpu_count() or workers))
+            pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(items), os.cpu_count() or workers), initializer=_ignore_sigint)
             try:
                 futures = {pool.submit(_call, func, item): i for i, item in enumerate(items)}
                 for fut in cf.as_completed(futures):
