@@ -439,3 +439,14 @@ def test_plurals_of_one():
     assert step_summary([{"status": "already applied"}] * 3) == "applied to 0 samples, 3 already applied with these parameters"
     report = RunReport("x", results={"a": 1})
     assert report.exit_code() == 0
+
+
+def test_a_qc_review_file_with_an_alias_bomb_is_refused_at_once(tmp_path):
+    from utils.review.review_file import ReviewFileError, load_review
+
+    levels = ["version: 1", "dataset: verse", "reviews:", "  x0: &x0 [a, a, a, a, a, a, a, a, a]"]
+    levels += [f"  x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = tmp_path / "qc_review.yaml"
+    path.write_text("\n".join(levels + ["  verse004: {verdict: fail, note: *x9}"]) + "\n")
+    with pytest.raises(ReviewFileError, match="alias bomb"):
+        load_review(path)

@@ -89,8 +89,8 @@ def _where(node: Node) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
 
 
-def _check_graph(root: Node, loader: Any) -> None:
-    """Refuse duplicate keys, merge keys and aliases that expand beyond :data:`MAX_ALIAS_EXPANSION` nodes."""
+def _check_graph(root: Node, loader: Any, duplicates: bool = True) -> None:
+    """Refuse duplicate keys (unless ``duplicates`` is False), merge keys and aliases that expand beyond :data:`MAX_ALIAS_EXPANSION` nodes."""
     expanded: dict[int, int] = {}  # id(node) -> nodes below it, aliases expanded (memoised: linear in distinct nodes)
     visiting: set[int] = set()
 
@@ -109,7 +109,7 @@ def _check_graph(root: Node, loader: Any) -> None:
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     raise yaml.YAMLError(f"{_where(key_node)}merge keys ('<<') are not accepted")
-                for ident in _key_identities(key_node, loader):
+                for ident in _key_identities(key_node, loader) if duplicates else ():
                     if ident in seen:
                         raise yaml.YAMLError(f"{_where(key_node)}duplicate key {_key_text(key_node)} (first at {_where(seen[ident]).rstrip(': ')})")
                     seen[ident] = key_node
@@ -159,20 +159,29 @@ def _key_text(node: Node) -> str:
     return repr(node.value) if isinstance(node, ScalarNode) else f"<{type(node).__name__}>"
 
 
-def parse_yaml(text: str) -> Any:
+def parse_yaml(text: str, loader_class: type | None = None, *, duplicate_keys: bool = True) -> Any:
     """Parse one YAML document safely under the rules of this module.
+
+    Parameters
+    ----------
+    text : str
+    loader_class : type, optional
+        A safe loader subclass with its own constructors (e.g. a reader that keeps dates as text);
+        default: this module's (plain decimal integers). The node checks apply to either.
+    duplicate_keys : bool
+        Refuse duplicate keys here (False: the loader class checks them with its own message).
 
     Raises
     ------
     yaml.YAMLError
         Syntax error, duplicate key, merge key, recursive alias or an alias expansion beyond the limit.
     """
-    loader = _UntrustedLoader(text)
+    loader = (loader_class or _UntrustedLoader)(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_graph(node, loader)
+        _check_graph(node, loader, duplicates=duplicate_keys)
         return loader.construct_document(node)
     except RecursionError:
         raise yaml.YAMLError("nesting too deep") from None
