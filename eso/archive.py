@@ -388,7 +388,7 @@ def pair_jobs(
             )
     without = [j.sample_dir.name for j in jobs if j.mask is None]
     if without:
-        logger.info("%d sample(s) have a volume but no mask (allowed in ESO): %s", len(without), ", ".join(without))
+        logger.info("%d %s a volume but no mask (allowed in ESO): %s", len(without), "sample has" if len(without) == 1 else "samples have", ", ".join(without))
     return jobs, problems
 
 

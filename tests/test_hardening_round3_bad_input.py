@@ -20,7 +20,7 @@ from tests.conftest import REPO, run_script
 from tests.mini_archives import AFFINE, LAYOUTS, Layout, leftover_temporaries, make_mini_archive, tree_digest
 from utils import requirements_check
 from utils.labels import LabelError, LabelMap
-from utils.sample_info import InfoYamlError, SampleDir, read_info, write_info
+from utils.sample_info import SampleDir, read_info, write_info
 from utils.spreadsheet import read_sheet, write_sheets
 from utils.yaml_files import MAX_ALIAS_EXPANSION, parse_yaml
 

@@ -134,7 +134,9 @@ def remove_stale_temporaries(folder: PathLike, max_age_s: float = STALE_TEMPORAR
             continue
         removed.append(Path(entry.path))
     if removed:
-        logger.info("%s: removed %d stale temporary file(s) left by an interrupted run: %s", folder, len(removed), ", ".join(p.name for p in removed))
+        n = len(removed)
+        logger.info("%s: removed %d stale temporary %s left by an interrupted run or a lost worker: %s", folder, n,
+                    "file" if n == 1 else "files", ", ".join(p.name for p in removed))  # fmt: skip
     return removed
 
 
