@@ -8,6 +8,7 @@ run), nothing written outside the output folder, the archive's bytes unchanged, 
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,18 @@ def test_nme_rederives_its_folder_names_from_the_path_so_edited_cells_never_reac
     assert (lay.sample_dir(root, lay.names[0]) / f"{lay.sample_id(lay.names[0])}_info.yaml").is_file()
 
 
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory) -> dict[str, Path]:
+    """A dataset manifest of each dataset's mini archive (refused runs must leave it as it is)."""
+    roots = {}
+    for dataset, lay in LAYOUTS.items():
+        root = tmp_path_factory.mktemp("manifests") / dataset
+        make_mini_archive(root, lay)
+        assert lay.run_to_dataset_manifest(root)[-1] == 0
+        roots[dataset] = root
+    return roots
+
+
 @pytest.mark.parametrize("script, extra", [
     ("verse/06_make_split.py", []),
     ("verse/07_extract_split_index_manifest.py", ["--output_index_manifest_dir", "{root}/grouped/splits", "--subsets", "train"]),
@@ -125,16 +138,15 @@ def test_nme_rederives_its_folder_names_from_the_path_so_edited_cells_never_reac
     ("nme/06_extract_split_index_manifest.py", ["--output_index_manifest_dir", "{root}/grouped/splits", "--subsets", "test"]),
 ])  # fmt: skip
 @pytest.mark.parametrize("name", ["../../../x", "a/b", "Manifest", "x" * 40])
-def test_a_split_name_that_cannot_be_a_sheet_and_file_name_is_refused(script, extra, name, tmp_path, caplog):
+def test_a_split_name_that_cannot_be_a_sheet_and_file_name_is_refused(script, extra, name, manifests, caplog):
     dataset = script.split("/")[0]
-    lay, root = archive_ready(tmp_path, dataset)
-    assert lay.run_to_dataset_manifest(root)[-1] == 0
-    before = tree_digest(tmp_path)
+    root = manifests[dataset]
+    before = tree_digest(root)
     caplog.clear()
     args = [a.replace("{root}", str(root)) for a in extra]
     assert run_script(script, "--manifest_file", root / "grouped/dataset_manifest.xlsx", "--split_name", name, *args) == 2
     one_error(caplog, "--split_name", repr(name))
-    assert tree_digest(tmp_path) == before
+    assert tree_digest(root) == before
 
 
 def test_a_label_short_form_that_is_not_a_safe_name_is_refused(tmp_path, caplog):
@@ -237,16 +249,25 @@ def test_aliases_within_the_limit_are_read_and_the_bomb_costs_nothing():
         parse_yaml(big)
 
 
-@pytest.fixture
-def processed(tmp_path) -> tuple[Layout, Path]:
-    """A VerSe mini dataset through routine 04."""
+@pytest.fixture(scope="module")
+def processed_base(tmp_path_factory) -> Path:
+    """A VerSe mini dataset through routine 04 (built once; each test works on a copy at the same path)."""
     lay = LAYOUTS["verse"]
-    root = tmp_path / "verse"
+    root = tmp_path_factory.mktemp("processed") / "base"
     make_mini_archive(root, lay)
     assert lay.run_01(root) == 0 and lay.run_02(root) == 0
     assert run_script(lay.script("03"), "--root_dir", root / "grouped") == 0
     assert run_script(lay.script("bin"), "--root_dir", root / "grouped", "--label_explanation", root / "descriptor/label_map.yaml") == 0
-    return lay, root
+    return root
+
+
+@pytest.fixture
+def processed(processed_base) -> tuple[Layout, Path]:
+    """A fresh copy of :func:`processed_base` (at its own path: the info yamls hold only relative paths)."""
+    root = processed_base.parent / "work"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(processed_base, root)
+    return LAYOUTS["verse"], root
 
 
 BAD_INFO = [
