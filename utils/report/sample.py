@@ -261,8 +261,6 @@ def report_sample(sample: SampleDir, job: SampleJob) -> SampleRecord:
         raise SampleError(f"{sample.volume}: volume file missing")
     vol_img = load_nifti(sample.volume)
     require_3d(vol_img, sample.volume)
-    if min(vol_img.shape) < 1:
-        raise SampleError(f"{sample.volume}: shape {tuple(int(n) for n in vol_img.shape)} has an axis of length 0; there is no image to show")
     affine = vol_img.affine
     mask = None
     if sample.mask.is_file():
