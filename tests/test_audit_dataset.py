@@ -389,3 +389,9 @@ def test_headers_the_readers_read_differently_are_found_by_the_geometry_check(sm
     disagree = found["READERS_DISAGREE", "VerSe19/val/verse010", "mask"]
     assert disagree["values"]["reasons"] == ["PIXDIM_SFORM_MISMATCH"] and disagree["values"]["displacement_mm"] > 1.0
     assert disagree["file"] == "VerSe19/val/verse010/verse010_mask.nii.gz" and disagree["severity"] == "error"
+
+
+def test_an_output_folder_inside_the_archive_is_refused(verse_demo, caplog):
+    out = verse_demo / "archive" / "audit"
+    assert run_script(TOOL, "--root_dir", verse_demo / "grouped", "--output_dir", out, "--no_pbar") == 2
+    assert not out.exists() and "which this toolkit only reads" in caplog.text

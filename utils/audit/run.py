@@ -11,7 +11,6 @@ files did not change), runs every check, grades the findings by the policy and w
 from __future__ import annotations
 
 import logging
-import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from utils.audit.findings import Finding, Graded, fails, grade, summary
 from utils.audit.measure import RECORD_VERSION, MeasureJob, Measurement, file_stamps
 from utils.audit.pairs import metadata_findings, pair_findings
 from utils.audit.policy import IgnoreRule, Policy, dataset_policy_file, load_policy
+from utils.cli import plural
+from utils.output_paths import portable_path
 from utils.sample_info import SampleDir
 
 __all__ = ["AuditSetup", "AuditResult", "prepare", "run_audit", "read_split_sheets"]
@@ -145,7 +146,11 @@ def prepare(
     """
     from utils.export.descriptor import DESCRIPTORS_DIR, DatasetDescriptor
     from utils.labels import LabelMap
-    from utils.output_paths import check_output_dir
+    from utils.output_paths import (
+        archive_of_dataset,
+        check_not_inside,
+        check_output_dir,
+    )
     from utils.sample_info import find_samples
 
     root_dir, output_dir = Path(root_dir), Path(output_dir)
@@ -176,6 +181,7 @@ def prepare(
     if review is not None:
         logger.info("review %s: %s; findings on samples marked pass are accepted", review.source, review.describe())
     check_output_dir(output_dir, "--output_dir")
+    check_not_inside(output_dir, archive_of_dataset(samples), "--output_dir")
     return AuditSetup(
         root_dir=root_dir,
         output_dir=output_dir,
@@ -317,11 +323,11 @@ def run_audit(
     report = {
         **output.FORMAT,
         "tool": "utils/audit_dataset.py",
-        "root_dir": _relative(setup.root_dir, setup.output_dir),
+        "root_dir": portable_path(setup.root_dir, setup.output_dir),
         "dataset": setup.dataset,
         "modality": setup.modality,
-        "label_map": _relative(Path(setup.label_map_source), setup.output_dir) if setup.label_map_source else None,
-        "manifest": None if setup.manifest is None else _relative(setup.manifest, setup.output_dir),
+        "label_map": portable_path(Path(setup.label_map_source), setup.output_dir) if setup.label_map_source else None,
+        "manifest": None if setup.manifest is None else portable_path(setup.manifest, setup.output_dir),
         "splits": sorted(setup.splits),
         "fail_on": fail_on,
         "exit_code": exit_code,
@@ -354,15 +360,7 @@ def _review_summary(rules: list[IgnoreRule], output_dir: Path) -> dict[str, Any]
     for sample, entry in accepted.items():
         blanket = not next(r for r in rules if r.sample == sample).report_unused
         entry["codes"] = "every code of the families " + "/".join(REVIEWED_FAMILIES) if blanket else entry["codes"]
-    return {"source": _relative(Path(rules[0].source), output_dir), "accepted": accepted}
-
-
-def _relative(path: Path, start: Path) -> str:
-    """``path`` relative to ``start`` (POSIX), so the outputs hold no absolute path of this machine."""
-    try:
-        return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
-    except ValueError:  # another drive (Windows)
-        return Path(path).as_posix()
+    return {"source": portable_path(Path(rules[0].source), output_dir), "accepted": accepted}
 
 
 def _log(graded: Graded, report: dict[str, Any], path: Path) -> None:
@@ -373,5 +371,5 @@ def _log(graded: Graded, report: dict[str, Any], path: Path) -> None:
             logger.warning("%s %s: %s", f.code, f.path, f.message)
     counts = report["summary"]["by_severity"]
     ignored = report["summary"]["ignored"]
-    logger.info("audit of %d samples: %d errors, %d warnings, %d info%s; written to %s", report["samples"], counts["error"], counts["warning"],
-                counts["info"], f" ({ignored} accepted by the policy)" if ignored else "", path)  # fmt: skip
+    logger.info("audit of %s: %s, %s, %d info%s; written to %s", plural(report["samples"], "sample"), plural(counts["error"], "error"),
+                plural(counts["warning"], "warning"), counts["info"], f" ({ignored} accepted by the policy or the review)" if ignored else "", path)  # fmt: skip
