@@ -42,15 +42,19 @@ def github_slug(heading_text: str) -> str:
     Returns
     -------
     str
-        Lower-cased; every character that is not a letter, mark, number, connector punctuation
-        (``_``), space or hyphen dropped; each space then a hyphen (github-slugger's rule).
+        Lower-cased; every character that is not a letter, mark, decimal or letter number, connector
+        punctuation (``_``), ASCII space or hyphen dropped; each space then a hyphen (GitHub's rule,
+        ``[^\\p{Word}\\- ]`` removed).
     """
-    kept = [
-        ch
-        for ch in heading_text.lower()
-        if ch in " -" or unicodedata.category(ch)[0] in "LMN" or unicodedata.category(ch) == "Pc"
-    ]
+    kept = [ch for ch in heading_text.lower() if ch in " -" or _is_word_character(ch)]
     return "".join(kept).replace(" ", "-")
+
+
+def _is_word_character(ch: str) -> bool:
+    """Ruby's ``\\p{Word}``, which GitHub keeps: letters, marks, decimal and letter numbers (not ``²``),
+    connector punctuation."""
+    category = unicodedata.category(ch)
+    return category[0] in "LM" or category in ("Nd", "Nl", "Pc")
 
 
 def rendered_heading_text(markdown: str) -> str:
@@ -179,6 +183,7 @@ def broken_links(page: Path, repo: Path = REPO, shared: Path = SHARED) -> list[s
         ("## See [the geometry page](geometry.md) and __why__", "see-the-geometry-page-and-why"),
         ("## Größe und Ausrichtung", "größe-und-ausrichtung"),
         ("## nnU-Net v2 ##", "nnu-net-v2"),
+        ("## Volumes in mm³ and cm³ — ½ of it", "volumes-in-mm-and-cm---of-it"),
     ],
 )
 def test_github_slug_of_a_heading(heading: str, slug: str) -> None:
