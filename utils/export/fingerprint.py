@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from utils.export.extents import box_intersection, box_shape
+from utils.export.value_stats import lerp, percentile_ranks
 from utils.label_stats import Box
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "CaseFingerprint",
     "preprocessed_folder",
     "samples_per_case",
+    "itk_spacing",
     "seeded_draws",
     "case_fingerprint",
     "combine_fingerprint",
@@ -79,15 +81,19 @@ class CaseFingerprint:
     relative_size_after_cropping : float
         Voxels of the box / voxels of the image.
     samples : ndarray or None
-        The drawn foreground values in drawing order: int16 when every one is an int16 value
-        (half the bytes to send between processes), else float32; None when the cropped case has no
-        foreground voxel.
+        The drawn foreground values in drawing order: int16 when every foreground value is an
+        int16 value (half the bytes to send between processes; converts back to float32 exactly),
+        else float32; None when the cropped case has no foreground voxel.
+    sample_counts : tuple of (int, ndarray of int64) or None
+        For int16 samples, ``(first value, counts)``: how often each value from the first on was
+        drawn (the order statistics of the pooled draws come from these); None otherwise.
     """
 
     shape_after_crop: tuple[int, ...]
     spacing: tuple[float, ...]
     relative_size_after_cropping: float
     samples: npt.NDArray | None
+    sample_counts: tuple[int, npt.NDArray[np.int64]] | None = None
 
 
 def preprocessed_folder(output_dir: Path, raw_folder_name: str) -> Path:
@@ -100,6 +106,25 @@ def samples_per_case(n_cases: int) -> int:
     if n_cases < 1:
         raise ValueError(f"a fingerprint needs at least one training case, got {n_cases}")
     return int(TOTAL_SAMPLES // n_cases)
+
+
+#: ITK's scaling of a NIfTI spacing to mm by the header's spatial unit (``NiftiImageIO``); other units: 1.
+_ITK_UNIT_SCALE = {"meter": 1000.0, "mm": 1.0, "micron": 0.001}
+
+
+def itk_spacing(header) -> tuple[float, float, float]:
+    """The spacing SimpleITK reads from a NIfTI header, in the array's axis order (mm).
+
+    ITK takes ``pixdim[1:4]`` (not the affine's column norms) and scales it to mm by the
+    header's spatial unit (meter x 1000, micron x 0.001), in double precision.
+
+    Parameters
+    ----------
+    header : nibabel.Nifti1Header
+    """
+    unit = header.get_xyzt_units()[0]
+    scale = _ITK_UNIT_SCALE.get(unit, 1.0)
+    return tuple(abs(float(z) * scale) for z in header.get_zooms()[:3])  # type: ignore[return-value]
 
 
 def seeded_draws(values: npt.NDArray, size: int, seed: int = SEED) -> npt.NDArray:
@@ -130,15 +155,16 @@ def seeded_draws(values: npt.NDArray, size: int, seed: int = SEED) -> npt.NDArra
     return out
 
 
-def _compact(samples: npt.NDArray[np.float32]) -> npt.NDArray:
-    """int16 when every sample is an int16 value (exactly representable; converts back exactly), else float32."""
-    if samples.size:
-        lo, hi = float(samples.min()), float(samples.max())
+def _compact(values: npt.NDArray) -> npt.NDArray:
+    """``values`` as int16 when each is an int16 value (then exactly float32 again), else as float32."""
+    values = values.astype(np.float32, copy=False)
+    if values.size:
+        lo, hi = float(values.min()), float(values.max())
         if -32768.0 <= lo and hi <= 32767.0:
-            small = samples.astype(np.int16)
-            if np.array_equal(small, samples):
+            small = values.astype(np.int16)
+            if np.array_equal(small, values):
                 return small
-    return samples
+    return values
 
 
 def case_fingerprint(
@@ -153,7 +179,7 @@ def case_fingerprint(
     mask : (I, J, K) ndarray of uint8
         The label, on the image's grid.
     zooms : tuple of float
-        ``header.get_zooms()[:3]`` of the image (its pixdim, mm).
+        The image's spacing as SimpleITK reads it, array axis order (:func:`itk_spacing`).
     num_samples : int
         Draws for this case (:func:`samples_per_case`).
     nonzero : Box or None
@@ -177,9 +203,37 @@ def case_fingerprint(
         sel = tuple(region[::-1])
         values = volume.T[sel][mask.T[sel] > 0]
         if values.size:
-            samples = _compact(seeded_draws(values.astype(np.float32, copy=False), num_samples))
-    spacing = tuple(abs(float(z)) for z in zooms[:3])[::-1]
-    return CaseFingerprint(tuple(reversed(crop_shape)), spacing, relative, samples)
+            samples = seeded_draws(_compact(values), num_samples)
+    counts = None
+    if samples is not None and samples.dtype == np.int16:
+        first = int(samples.min())
+        counts = (first, np.bincount((samples.astype(np.int32) - first).reshape(-1)).astype(np.int64))
+    spacing = tuple(abs(float(z)) for z in zooms[:3])[::-1]  # nnU-Net: np.abs of the reversed spacing
+    return CaseFingerprint(tuple(reversed(crop_shape)), spacing, relative, samples, counts)
+
+
+def _pooled_percentiles(cases: list[CaseFingerprint], total: int) -> list[float] | None:
+    """``np.percentile`` of the pooled draws at 0.5, 50, 99.5 from the cases' value counts, when all have them.
+
+    For integer values (int16 draws, exact in float32) numpy's interpolation ``b - a`` is exact, so
+    the order statistics and :func:`~utils.export.value_stats.lerp` give numpy's result bit for bit.
+    """
+    if any(c.sample_counts is None for c in cases if c.samples is not None):
+        return None
+    lo = min(c.sample_counts[0] for c in cases if c.sample_counts is not None)
+    hi = max(c.sample_counts[0] + len(c.sample_counts[1]) for c in cases if c.sample_counts is not None)
+    counts = np.zeros(hi - lo, dtype=np.int64)
+    for case in cases:
+        if case.sample_counts is not None:
+            first, c = case.sample_counts
+            counts[first - lo : first - lo + len(c)] += c
+    cumulative = np.cumsum(counts)
+    out = []
+    for q in _PERCENTILES:
+        below, above, weight = percentile_ranks(total, float(q))
+        a, b = (float(lo + int(np.searchsorted(cumulative, r, side="right"))) for r in (below, above))
+        out.append(lerp(a, b, weight))
+    return out
 
 
 def combine_fingerprint(cases: list[CaseFingerprint], num_channels: int = 1) -> dict[str, object] | None:
@@ -208,6 +262,7 @@ def combine_fingerprint(cases: list[CaseFingerprint], num_channels: int = 1) -> 
     total = sum(0 if c.samples is None else int(c.samples.size) for c in cases)
     if total == 0:
         return None
+    percentiles = _pooled_percentiles(cases, total)
     dtype = np.float64 if any(c.samples is None for c in cases) else np.float32
     pooled = np.empty(total, dtype=dtype)
     at = 0
@@ -222,8 +277,10 @@ def combine_fingerprint(cases: list[CaseFingerprint], num_channels: int = 1) -> 
         "min": float(np.min(pooled)),
         "max": float(np.max(pooled)),
     }
-    p00_5, median, p99_5 = np.percentile(pooled, _PERCENTILES, overwrite_input=True)
+    if percentiles is None:
+        percentiles = np.percentile(pooled, _PERCENTILES, overwrite_input=True).tolist()
     del pooled
+    p00_5, median, p99_5 = percentiles
     properties = {
         "mean": stats["mean"],
         "median": float(median),
