@@ -26,7 +26,13 @@ from utils.dataset_manifest import build_dataset_manifest
 from utils.export import fingerprint as nnfp
 from utils.export import framework_stats, monai_stats
 from utils.export.extents import volume_extents
-from utils.export.value_stats import IntegerHistogram, lerp, percentile_ranks, summarize_counts, summarize_values
+from utils.export.value_stats import (
+    IntegerHistogram,
+    lerp,
+    percentile_ranks,
+    summarize_counts,
+    summarize_values,
+)
 from utils.nifti_io import NiftiError, save_nifti
 from utils.sample_info import SampleDir, write_info
 from utils.splits import write_split_sheet
@@ -44,6 +50,8 @@ CASES = {
     "c07": ("test", "RAS", (1.0, 1.0, 1.0), 0.0, (1, 2), True),
 }
 #: Array axis -> (RAS axis, flipped) of each axis-code string above, known from how ``affine_for`` builds it.
+#: Cases AutoRunner's analysis reads: the datalist's training items, then its validation items.
+ANALYSED = [c for subset in ("train", "val") for c in sorted(CASES) if CASES[c][0] == subset]
 RAS_OF = {"PIR": ((1, True), (2, True), (0, False)), "LPS": ((0, True), (1, True), (2, False)), "ASR": ((1, False), (2, False), (0, False)), "RAS": ((0, False), (1, False), (2, False))}
 
 
@@ -167,6 +175,11 @@ def oracle_case_stats(grouped: Path, case_id: str) -> dict:
             {"image_intensity": [oracle_intensity(image[label == v])], "foreground_percentage": float((label == v).sum() / label.size)} for v in labels
         ]},
     }  # fmt: skip
+
+
+def without_paths(doc: dict) -> dict:
+    """A data-stats document without the file paths (relative to the export's folder, or joined to MONAI's dataroot)."""
+    return {**doc, "stats_by_cases": [{k: v for k, v in e.items() if not k.endswith("filepath")} for e in doc["stats_by_cases"]]}
 
 
 def assert_close(ours, expected, rtol: float, path: str = "") -> None:
@@ -296,10 +309,10 @@ def test_data_stats_by_case_equal_the_ras_oracle(exported):
     manifest, out = exported
     doc = yaml.safe_load((out / BY_CASE).read_text())
     datalist = json.loads((out / "monai/VerSe_s1/datalist.json").read_text())
-    train = [c for c in sorted(CASES) if CASES[c][0] == "train"]
-    assert [(e["image_filepath"], e["label_filepath"]) for e in doc["stats_by_cases"]] == [(i["image"], i["label"]) for i in datalist["training"]]
-    assert [Path(e["image_filepath"]).parent.name for e in doc["stats_by_cases"]] == train
-    for entry, case_id in zip(doc["stats_by_cases"], train):
+    items = datalist["training"] + datalist["validation"]
+    assert [(e["image_filepath"], e["label_filepath"]) for e in doc["stats_by_cases"]] == [(i["image"], i["label"]) for i in items]
+    assert [Path(e["image_filepath"]).parent.name for e in doc["stats_by_cases"]] == ANALYSED == ["c02", "c10", "c01"]
+    for entry, case_id in zip(doc["stats_by_cases"], ANALYSED):
         got = {k: v for k, v in entry.items() if not k.endswith("filepath")}
         assert_close(got, oracle_case_stats(manifest.parent, case_id), rtol=1e-9)
     assert yaml.safe_load((out / DATA_STATS).read_text()) == {"stats_summary": doc["stats_summary"], "stats_by_cases": []}
@@ -308,8 +321,8 @@ def test_data_stats_by_case_equal_the_ras_oracle(exported):
 def test_data_stats_summary_combines_cases_as_monai(exported):
     manifest, out = exported
     summary = yaml.safe_load((out / DATA_STATS).read_text())["stats_summary"]
-    cases = [oracle_case_stats(manifest.parent, c) for c in sorted(CASES) if CASES[c][0] == "train"]
-    assert summary["n_cases"] == 2
+    cases = [oracle_case_stats(manifest.parent, c) for c in ANALYSED]
+    assert summary["n_cases"] == 3
     intensity = summary["image_foreground_stats"]["intensity"]
     fg = [c["image_foreground_stats"]["intensity"][0] for c in cases]
     assert intensity["max"] == max(f["max"] for f in fg) and intensity["min"] == min(f["min"] for f in fg)
@@ -322,9 +335,11 @@ def test_data_stats_summary_combines_cases_as_monai(exported):
     assert summary["label_stats"]["labels"] == [0, 1, 2]
     # MONAI takes the v-th entry of each case's label list for label v: c10 has labels [0, 2], so its
     # label-2 entry is second and enters the summary of "label 1"; nothing enters "label 2" from c10
-    pct = [c["label_stats"]["label"] for c in cases]
-    assert summary["label_stats"]["label"][1]["foreground_percentage"]["max"] == pytest.approx(max(pct[0][1]["foreground_percentage"], pct[1][1]["foreground_percentage"]))
-    assert summary["label_stats"]["label"][2]["foreground_percentage"]["max"] == pytest.approx(pct[0][2]["foreground_percentage"])
+    pct = [[e["foreground_percentage"] for e in c["label_stats"]["label"]] for c in cases]  # c02, c10, c01
+    label1, label2 = summary["label_stats"]["label"][1:]
+    assert label1["foreground_percentage"]["mean"] == pytest.approx(np.mean([pct[0][1], pct[1][1], pct[2][1]]), rel=1e-12)
+    assert label2["foreground_percentage"]["mean"] == pytest.approx(np.mean([pct[0][2], pct[2][2]]), rel=1e-12)
+    assert label2["image_intensity"]["max"] == max(c["label_stats"]["label"][2]["image_intensity"][0]["max"] for c in (cases[0], cases[2]))
 
 
 def test_rerun_reuses_both_without_computing_and_a_changed_case_recomputes(tmp_path, monkeypatch, caplog):
@@ -345,7 +360,7 @@ def test_rerun_reuses_both_without_computing_and_a_changed_case_recomputes(tmp_p
     assert "nnU-Net fingerprint reused" in caplog.text and "monai data stats reused" in caplog.text
     assert {p: (out / p).read_bytes() for p in before} == before
     # a changed training case: the raw export differs (refused without --overwrite), then both are computed again
-    volume, mask, affine = case_arrays("c02")
+    volume, _, affine = case_arrays("c02")
     save_nifti(manifest.parent / "c02/c02_volume.nii.gz", volume + 1.0, affine, dtype=np.float32)
     assert export(manifest, out, "--format", "nnunetv2", "monai") == 1
     assert {p: (out / p).read_bytes() for p in before} == before
@@ -359,7 +374,7 @@ def test_headers_only_cannot_compute_so_a_stale_fingerprint_is_removed(tmp_path,
     manifest = make_dataset(tmp_path, {k: CASES[k] for k in ("c02", "c01")})
     out = tmp_path / "export"
     assert export(manifest, out, "--format", "nnunetv2") == 0
-    volume, mask, affine = case_arrays("c01")
+    volume, _, affine = case_arrays("c01")
     save_nifti(manifest.parent / "c01/c01_volume.nii.gz", volume * 2.0, affine, dtype=np.float32)
     caplog.clear()
     assert export(manifest, out, "--format", "nnunetv2", "--headers_only", "--overwrite") == 0
@@ -394,12 +409,7 @@ def test_workers_give_the_same_files(exported, tmp_path):
     assert export(manifest, out, "--workers", "2") == 0
     assert (out / FINGERPRINT).read_bytes() == (first / FINGERPRINT).read_bytes()
     for rel in (DATA_STATS, BY_CASE):  # the file paths are relative to each export's folder: left out
-
-        def numbers(folder: Path) -> dict:
-            doc = yaml.safe_load((folder / rel).read_text())
-            return {**doc, "stats_by_cases": [{k: v for k, v in e.items() if not k.endswith("filepath")} for e in doc["stats_by_cases"]]}
-
-        assert numbers(out) == numbers(first)
+        assert without_paths(yaml.safe_load((out / rel).read_text())) == without_paths(yaml.safe_load((first / rel).read_text()))
 
 
 def test_cases_without_foreground_or_positive_voxels(tmp_path, caplog):

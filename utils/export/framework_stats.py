@@ -5,8 +5,10 @@ are in memory, the worker that checked a case also computes that case's part of
 
 - nnU-Net's fingerprint (:mod:`utils.export.fingerprint`), for the training
   cases of ``--format nnunetv2`` (``imagesTr``: train and val with a mask), and
-- MONAI's data statistics (:mod:`utils.export.monai_stats`), for the
-  ``training`` list of ``--format monai``'s datalist (train cases with a mask),
+- MONAI's data statistics (:mod:`utils.export.monai_stats`), for the cases
+  AutoRunner analyses from ``--format monai``'s datalist: its ``training``
+  items, then its ``validation`` items (AutoRunner folds a validation list into
+  ``training`` as fold 0 before its ``DataAnalyzer`` runs),
 
 and the parent combines the parts: ``data_stats.yaml`` and
 ``data_stats_by_case.yaml`` go into the MONAI folder before it is committed;
@@ -69,7 +71,10 @@ _FINGERPRINT_METHOD = (
     "nnU-Net v2 DatasetFingerprintExtractor with SimpleITKIO: crop_to_nonzero, foreground values drawn with "
     "np.random.RandomState(1234) per case, int(10e7 // cases) per case, pooled (MIC-DKFZ/nnUNet 2.x)"
 )
-_DATA_STATS_METHOD = "MONAI Auto3DSeg DataAnalyzer defaults (do_ccp=False, hist_bins=0), datalist key 'training' (Project-MONAI/MONAI 1.x)"
+_DATA_STATS_METHOD = (
+    "MONAI Auto3DSeg DataAnalyzer as AutoRunner runs it (do_ccp=False, hist_bins=0) on the datalist's training items "
+    "followed by its validation items (Project-MONAI/MONAI 1.x)"
+)
 
 
 @dataclass(frozen=True)
@@ -186,7 +191,7 @@ class StatsPlan:
     @classmethod
     def make(
         cls, cases: list[ExportCase], *, nnunet_folder: Path | None, output_dir: Path, monai_final: Path | None, headers_only: bool
-    ) -> "StatsPlan":
+    ) -> StatsPlan:
         """Plan the statistics of an export.
 
         Parameters
@@ -206,8 +211,8 @@ class StatsPlan:
             plan.raw_folder_name = nnunet_folder.name
             plan.fingerprint_folder = nnfp.preprocessed_folder(output_dir, nnunet_folder.name)
             plan.fingerprint_cases = sorted(c.case_id for c in cases if c.trainable)  # nnU-Net's order (np.unique)
-        if monai_final is not None:
-            plan.monai_cases = [c.case_id for c in cases if c.subset == "train" and c.mask is not None]
+        if monai_final is not None:  # AutoRunner's analysis order: the training list, then the validation list
+            plan.monai_cases = [c.case_id for s in ("train", "val") for c in cases if c.subset == s and c.mask is not None]
         by_id = {c.case_id: c for c in cases}
         for case_id in dict.fromkeys(plan.fingerprint_cases + plan.monai_cases):
             case = by_id[case_id]
@@ -262,7 +267,7 @@ class StatsPlan:
         staging : Path
             The MONAI staging folder.
         datalist : dict
-            The datalist written there (its ``training`` items give the paths, in case order).
+            The datalist written there (its ``training`` then ``validation`` items give the paths, in case order).
         results : dict
             Case id -> the worker's result (``stats`` from :func:`case_statistics`).
         """
@@ -277,9 +282,9 @@ class StatsPlan:
         if self.headers_only:
             self.status["monai data stats"] = "not written (--headers_only reads no voxel and no earlier data_stats.yaml fits these cases)"
             return
-        items = datalist.get("training", [])
+        items = datalist.get("training", []) + datalist.get("validation", [])
         if len(items) != len(self.monai_cases):
-            raise ValueError(f"datalist has {len(items)} training items for {len(self.monai_cases)} cases")
+            raise ValueError(f"datalist has {len(items)} training and validation items for {len(self.monai_cases)} cases")
         entries, skipped = [], []
         for case_id, item in zip(self.monai_cases, items):
             parts = results[case_id]["stats"]
@@ -307,7 +312,7 @@ class StatsPlan:
             "cases": self._cases_record(self.monai_cases),
         }
         atomic_write_text(staging / DATA_STATS_RECORD_NAME, json_text(record))
-        self.status["monai data stats"] = f"computed for {len(entries)} training case(s)"
+        self.status["monai data stats"] = f"computed for {len(entries)} training and validation case(s)"
 
     # --- nnU-Net ------------------------------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 ``monai.apps.auto3dseg.DataAnalyzer`` (Project-MONAI/MONAI 1.x,
 ``monai/apps/auto3dseg/data_analyzer.py``, ``monai/auto3dseg/analyzer.py``,
 ``operations.py``, ``seg_summarizer.py``, ``utils.py``) reads every item of the
-datalist's ``training`` list with ``LoadImaged`` (nibabel: ``img.affine``,
+datalist's ``training`` list (``AutoRunner`` first appends the ``validation``
+items to it, as fold 0) with ``LoadImaged`` (nibabel: ``img.affine``,
 float32 values), reorients image and label to RAS (``Orientationd``, i.e.
 ``nibabel.io_orientation`` of the affine) and, with its defaults (those of
 ``AutoRunner``: no connected components, no histogram), writes per case
@@ -52,7 +53,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from utils.export.extents import VolumeExtents, box_intersection, box_shape
+from utils.export.extents import VolumeExtents, box_shape
 from utils.export.value_stats import (
     MAX_HISTOGRAM_BINS,
     IntegerHistogram,

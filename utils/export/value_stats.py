@@ -247,7 +247,7 @@ class IntegerHistogram:
     counts: npt.NDArray[np.int64]
 
     @classmethod
-    def empty(cls, first_value: int, last_value: int, groups: int = 1) -> "IntegerHistogram":
+    def empty(cls, first_value: int, last_value: int, groups: int = 1) -> IntegerHistogram:
         """A zero histogram for values ``first_value..last_value`` (inclusive)."""
         bins = int(last_value) - int(first_value) + 1
         if bins < 1 or bins > MAX_HISTOGRAM_BINS or groups * bins >= 2**31:
