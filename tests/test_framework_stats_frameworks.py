@@ -21,7 +21,16 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.test_framework_stats import BY_CASE, CASES, DATA_STATS, FINGERPRINT, assert_close, export, make_dataset, without_paths
+from tests.test_framework_stats import (
+    BY_CASE,
+    CASES,
+    DATA_STATS,
+    FINGERPRINT,
+    assert_close,
+    export,
+    make_dataset,
+    without_paths,
+)
 
 RAW = "nnUNet_raw/Dataset501_VerSe_s1"
 
