@@ -85,7 +85,7 @@ def test_nnunet_plans_the_same_on_our_fingerprint(nnunet_export):
     assert "3d_fullres" in plans[0]["configurations"]
 
 
-def test_monai_autorunner_analysis_gives_ourwithout_paths(tmp_path, caplog):
+def test_monai_autorunner_analysis_gives_our_numbers(tmp_path, caplog):
     pytest.importorskip("monai")
     from monai.apps.auto3dseg import AutoRunner
 
