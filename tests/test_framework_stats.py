@@ -450,3 +450,19 @@ def test_a_file_replaced_during_the_export_is_named(tmp_path):
         framework_stats.case_statistics(case, checked, request)
     stamp = framework_stats.content_stamp(case.volume)
     assert stamp["gzip_isize"] == 352 + volume.size * 4 and stamp["size"] == case.volume.stat().st_size
+
+
+def test_dask_cluster_gives_the_same_files(exported, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    import os
+
+    from tests.conftest import REPO
+
+    manifest, first = exported
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster:
+        out = tmp_path / "export"
+        assert export(manifest, out, "--dask_scheduler", cluster.scheduler_address) == 0
+    assert (out / FINGERPRINT).read_bytes() == (first / FINGERPRINT).read_bytes()
+    for rel in (DATA_STATS, BY_CASE):
+        assert without_paths(yaml.safe_load((out / rel).read_text())) == without_paths(yaml.safe_load((first / rel).read_text()))
