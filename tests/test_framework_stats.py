@@ -240,10 +240,26 @@ def test_integer_histogram_refuses_fractions_and_counts_groups():
     assert hist.add(np.array([-3.0, 4.0, 0.0], np.float32), np.array([0, 8, 8], np.int32))
     assert hist.counts.tolist() == [[1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0, 1]]
     assert not hist.add(np.array([1.5], np.float32)) and hist.counts.sum() == 3
+    assert IntegerHistogram.empty(0, (1 << 21) - 1, groups=2).counts.size == 1 << 22  # at the limit of 2**22 counts
     with pytest.raises(ValueError, match="not histogrammed"):
-        IntegerHistogram.empty(0, 1 << 23)
+        IntegerHistogram.empty(0, 1 << 21, groups=2)  # one value more
     with pytest.raises(ValueError, match="empty"):
         summarize_values(np.zeros(0, np.float32))
+
+
+@pytest.mark.parametrize("case_id", ["c02", "c10"])
+def test_histogram_and_partition_routes_give_the_same_case_statistics(case_id, monkeypatch):
+    from utils.label_stats import label_stats
+
+    volume, mask, affine = case_arrays(case_id)
+    stats = label_stats(mask)
+
+    def case_stats():
+        return monai_stats.case_data_stats(volume, mask, affine, stats.counts, volume_extents(volume), stats.foreground)
+
+    by_histogram = case_stats()
+    monkeypatch.setattr(monai_stats, "MAX_HISTOGRAM_BINS", 10)  # every value range too wide: the partition route
+    assert_close(case_stats(), by_histogram, rtol=1e-12)
 
 
 @pytest.mark.parametrize("order", ["F", "C"])

@@ -160,8 +160,9 @@ def _histogram_regions(
 ) -> tuple[ValueSummary, ValueSummary | None, dict[int, ValueSummary]] | None:
     """Crop, foreground and per-label statistics from integer histograms; None when the values are not integers."""
     lo, hi = extents.minimum, extents.maximum
-    if lo != np.floor(lo) or hi != np.floor(hi) or hi - lo + 1 > MAX_HISTOGRAM_BINS or lo < -(2**30) or hi >= 2**30:
-        return None
+    fg_labels = [v for v in labels if v]
+    if lo != np.floor(lo) or hi != np.floor(hi) or (hi - lo + 1) * (len(fg_labels) + 1) > MAX_HISTOGRAM_BINS:
+        return None  # not integers, or a value range too wide for histograms: the array route
     lo, hi = int(lo), int(hi)
     crop_hist = IntegerHistogram.empty(lo, hi)
     outside = IntegerHistogram.empty(lo, hi)
@@ -169,7 +170,6 @@ def _histogram_regions(
         for slab in _slabs(box):
             if not hist.add(view[slab]):
                 return None
-    fg_labels = [v for v in labels if v]
     per_label: dict[int, ValueSummary] = {}
     foreground = None
     if fg_box is not None and fg_labels:

@@ -46,7 +46,7 @@ __all__ = [
     "MAX_HISTOGRAM_BINS",
 ]
 
-#: Widest value range the integer route takes (bins of one histogram; 2**22 int64 counts = 32 MB).
+#: Most counts one histogram holds, over all its groups (2**22 int64 counts = 32 MB); wider ranges take the array route.
 MAX_HISTOGRAM_BINS = 1 << 22
 #: Values per chunk when float64 sums are taken over a float32 array.
 _CHUNK = 1 << 22
@@ -250,7 +250,7 @@ class IntegerHistogram:
     def empty(cls, first_value: int, last_value: int, groups: int = 1) -> IntegerHistogram:
         """A zero histogram for values ``first_value..last_value`` (inclusive)."""
         bins = int(last_value) - int(first_value) + 1
-        if bins < 1 or bins > MAX_HISTOGRAM_BINS or groups * bins >= 2**31:
+        if bins < 1 or groups * bins > MAX_HISTOGRAM_BINS:
             raise ValueError(f"value range {first_value}..{last_value} ({bins} values, {groups} groups) is not histogrammed")
         return cls(int(first_value), bins, np.zeros((groups, bins), dtype=np.int64))
 
