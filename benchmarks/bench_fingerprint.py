@@ -14,7 +14,9 @@ of workers k (1, then the core count), every command runs in a fresh process, as
 warm files (the page cache holds every scan: the floor reads them first):
 
 - **I/O floor**: reading every image and label once as the export does (python-isal, CRC checked),
-  nothing else; imports not timed;
+  nothing else, in one process whatever k; imports not timed;
+- **ours, no statistics**: ``utils/export_dataset.py --format satds --workers k``: the same reading and
+  checks of every case, no statistics (what the statistics add is the difference to the next row);
 - **ours, nnU-Net**: ``utils/export_dataset.py --format nnunetv2 --workers k`` into a new folder: the
   whole export (checks, hard links, dataset.json) with the fingerprint;
 - **nnUNetv2_extract_fingerprint -d ID -np k --clean** on the exported raw folder; its file is
@@ -215,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  workers {k}", file=sys.stderr, flush=True)
             fl = floor(files)
             rows.append((k, "I/O floor: read every image and label once", fl, None, None))
+            plain = export(manifest, tmp / f"ours_satds_{k}", ["satds"], k)
+            rows.append((k, "ours: export --format satds (the same checks, no statistics)", plain, fl, None))
             ours = export(manifest, tmp / f"ours_nnunet_{k}", ["nnunetv2"], k)
             rows.append((k, "ours: export --format nnunetv2 (with fingerprint)", ours, fl, None))
             ours_fp = next((tmp / f"ours_nnunet_{k}" / "nnUNet_preprocessed").rglob("dataset_fingerprint.json"))
