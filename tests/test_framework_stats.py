@@ -284,7 +284,9 @@ def test_seeded_draws_are_randomstate_choice_however_many_chunks(monkeypatch):
     values = np.arange(17, dtype=np.float32) * 3
     expected = np.random.RandomState(1234).choice(values, 1001, replace=True)
     monkeypatch.setattr(nnfp, "_DRAW_CHUNK", 64)
-    assert np.array_equal(nnfp.seeded_draws(values, 1001), expected)
+    draws, times = nnfp.seeded_draws(values, 1001)
+    assert np.array_equal(draws, expected)
+    assert times.tolist() == [int(np.count_nonzero(expected == v)) for v in values]
 
 
 def test_itk_spacing_scales_pixdim_by_the_spatial_unit():

@@ -127,7 +127,7 @@ def itk_spacing(header) -> tuple[float, float, float]:
     return tuple(abs(float(z) * scale) for z in header.get_zooms()[:3])  # type: ignore[return-value]
 
 
-def seeded_draws(values: npt.NDArray, size: int, seed: int = SEED) -> npt.NDArray:
+def seeded_draws(values: npt.NDArray, size: int, seed: int = SEED) -> tuple[npt.NDArray, npt.NDArray[np.int64]]:
     """``np.random.RandomState(seed).choice(values, size, replace=True)``, drawing the indices in chunks.
 
     ``choice`` with replacement and without weights draws ``randint(0, len(values), size)``; the
@@ -145,14 +145,19 @@ def seeded_draws(values: npt.NDArray, size: int, seed: int = SEED) -> npt.NDArra
     Returns
     -------
     draws : (size,) ndarray
-        Same dtype as ``values``.
+        Same dtype as ``values``, in drawing order.
+    times : (N,) ndarray of int64
+        How often each of ``values`` was drawn.
     """
     rs = np.random.RandomState(seed)
     out = np.empty(size, dtype=values.dtype)
+    times = np.zeros(len(values), dtype=np.int64)
     for start in range(0, size, _DRAW_CHUNK):
         stop = min(start + _DRAW_CHUNK, size)
-        np.take(values, rs.randint(0, len(values), size=stop - start), out=out[start:stop])
-    return out
+        index = rs.randint(0, len(values), size=stop - start)
+        np.take(values, index, out=out[start:stop])
+        times += np.bincount(index, minlength=len(values))
+    return out, times
 
 
 def _compact(values: npt.NDArray) -> npt.NDArray:
@@ -202,12 +207,13 @@ def case_fingerprint(
         # ``.T`` in C order, nnU-Net's order (and memory order for a Fortran array, as NIfTI is read)
         sel = tuple(region[::-1])
         values = volume.T[sel][mask.T[sel] > 0]
-        if values.size:
-            samples = seeded_draws(_compact(values), num_samples)
     counts = None
-    if samples is not None and samples.dtype == np.int16:
-        first = int(samples.min())
-        counts = (first, np.bincount((samples.astype(np.int32) - first).reshape(-1)).astype(np.int64))
+    if region is not None and values.size:
+        values = _compact(values)
+        samples, times = seeded_draws(values, num_samples)
+        if values.dtype == np.int16:  # value counts of the draws, from how often each voxel was drawn
+            first = int(values.min())
+            counts = (first, np.bincount(values.astype(np.int64) - first, weights=times).astype(np.int64))
     spacing = tuple(abs(float(z)) for z in zooms[:3])[::-1]  # nnU-Net: np.abs of the reversed spacing
     return CaseFingerprint(tuple(reversed(crop_shape)), spacing, relative, samples, counts)
 
