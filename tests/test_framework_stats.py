@@ -1,8 +1,7 @@
 """nnU-Net's fingerprint and MONAI's data stats written by the export, checked against independent computations.
 
 The oracles here re-do what the frameworks do, from their documented behaviour, without any of the
-library's code: nnU-Net reads a case as SimpleITK does (the NIfTI array with its axes reversed,
-``pixdim`` reversed as spacing), crops to the box of non-zero voxels, draws ``10e7 // cases``
+library's code: nnU-Net reads a case with SimpleITK (a test dependency), crops to the box of non-zero voxels, draws ``10e7 // cases``
 foreground values per case with ``np.random.RandomState(1234).choice`` and describes the pooled draws
 with numpy; MONAI turns image and label to RAS (the axis order and flips are known here from how each
 affine was built), crops to the box of positive voxels along RAS axes 1 and 2, and takes
@@ -112,17 +111,18 @@ def oracle_fingerprint(raw: Path, total: float) -> dict:
     ids = sorted(p.name[: -len("_0000.nii.gz")] for p in (raw / "imagesTr").glob("*_0000.nii.gz"))
     n = int(total // len(ids))
     shapes, spacings, draws, shares = [], [], [], []
+    sitk = pytest.importorskip("SimpleITK")  # nnU-Net's reader
     for case_id in ids:
-        img = nib.load(raw / "imagesTr" / f"{case_id}_0000.nii.gz")
-        image = np.transpose(np.asarray(img.dataobj, dtype=np.float32), (2, 1, 0)).copy()  # SimpleITK's (z, y, x)
-        seg = np.transpose(np.asarray(nib.load(raw / "labelsTr" / f"{case_id}.nii.gz").dataobj, dtype=np.float32), (2, 1, 0)).copy()
+        img = sitk.ReadImage(str(raw / "imagesTr" / f"{case_id}_0000.nii.gz"))
+        image = sitk.GetArrayFromImage(img).astype(np.float32)  # (z, y, x)
+        seg = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "labelsTr" / f"{case_id}.nii.gz"))).astype(np.float32)
         nonzero = np.argwhere(image != 0)
         lo, hi = nonzero.min(axis=0), nonzero.max(axis=0) + 1
         crop = tuple(slice(a, b) for a, b in zip(lo, hi))
         foreground = image[crop][seg[crop] > 0]
         draws.append(np.random.RandomState(1234).choice(foreground, n, replace=True) if len(foreground) else [])
         shapes.append([int(x) for x in hi - lo])
-        spacings.append([abs(float(z)) for z in img.header.get_zooms()[:3]][::-1])
+        spacings.append([abs(float(z)) for z in img.GetSpacing()][::-1])
         shares.append(np.prod(hi - lo) / np.prod(image.shape))
     pooled = np.concatenate(draws)
     p00_5, median, p99_5 = np.percentile(pooled, (0.5, 50.0, 99.5))
@@ -289,11 +289,18 @@ def test_seeded_draws_are_randomstate_choice_however_many_chunks(monkeypatch):
     assert times.tolist() == [int(np.count_nonzero(expected == v)) for v in values]
 
 
-def test_itk_spacing_scales_pixdim_by_the_spatial_unit():
-    img = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.diag([0.7, 0.5, 2.0, 1.0]))
-    for unit, scale in (("mm", 1.0), ("meter", 1000.0), ("micron", 0.001), ("unknown", 1.0)):
-        img.header.set_xyzt_units(unit)
-        assert nnfp.itk_spacing(img.header) == tuple(float(np.float32(z)) * scale for z in (0.7, 0.5, 2.0))
+def test_itk_spacing_is_simpleitks(tmp_path):
+    sitk = pytest.importorskip("SimpleITK")
+    from utils.geometry.readers import itk_spacing
+    from utils.nifti_io import load_nifti
+
+    for unit in ("mm", "meter", "micron", "unknown"):
+        for spacing in ((0.7, 0.5, 2.0), (0.123, 3.3, 0.0071)):
+            img = nib.Nifti1Image(np.zeros((2, 3, 4), np.float32), affine_for("PIR", spacing, oblique_deg=7.0))
+            img.header.set_xyzt_units(unit)
+            nib.save(img, tmp_path / "u.nii.gz")
+            raw = load_nifti(tmp_path / "u.nii.gz").extra["raw_header"]
+            assert itk_spacing(raw) == sitk.ReadImage(str(tmp_path / "u.nii.gz")).GetSpacing()  # exactly
 
 
 # --- the export ---------------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from utils.alignment import grid_displacement_mm
 from utils.cli import RunReport, run_per_sample
 from utils.label_stats import label_stats
 from utils.lazy_import import lazy_import
-from utils.nifti_io import load_header, load_nifti, read_mask
+from utils.nifti_io import dtype_name, load_header, load_nifti, read_mask
 from utils.orientation import geometry_record, spacing
 from utils.sample_info import BINARY_MASKS_STEP, SampleDir, binary_masks_source, file_stamp, find_samples, read_info, recorded_mask_labels
 from utils.spreadsheet import MAIN_SHEET, format_list, write_sheets
@@ -99,7 +99,7 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
                 f"{path}: affine differs from the volume's ({sample.volume.name}) by up to {disp:.3g} mm "
                 f"(spacing {spacing(img.affine)} vs {spacing(vol.affine)})"
             )
-    mask_dtypes = {str(img.get_data_dtype()) for p, img in files.items() if p != sample.volume}
+    mask_dtypes = {dtype_name(img.get_data_dtype()) for p, img in files.items() if p != sample.volume}
     if len(mask_dtypes) > 1:
         raise ValueError(f"{sample.path}: mask files have different data types {sorted(mask_dtypes)}")
 
@@ -125,7 +125,7 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
     geometry = geometry_record(vol.shape, vol.affine)
     for col in GEOMETRY_COLUMNS:
         row[col] = geometry[col]
-    row["vol_dtype"] = str(vol.get_data_dtype())
+    row["vol_dtype"] = dtype_name(vol.get_data_dtype())
     row["mask_dtype"] = mask_dtypes.pop() if mask_dtypes else None
     row["transform"] = geometry["transform"]
     for key, value in (info.get("attributes") or {}).items():

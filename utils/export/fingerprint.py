@@ -10,7 +10,8 @@ in sorted order) it does, with its default reader ``SimpleITKIO``:
 
 1. read image and label as float32 arrays in SimpleITK's axis order, the
    reverse of the NIfTI array axes, and the spacing reversed likewise (ITK's
-   spacing of a NIfTI file is its ``pixdim``);
+   spacing of a NIfTI file is its ``pixdim`` scaled to mm by the header's unit:
+   :func:`utils.geometry.readers.itk_spacing`);
 2. ``crop_to_nonzero``: crop both to the bounding box of the image's non-zero
    voxels (holes filled first, which cannot change that box; an all-zero image
    keeps its full box);
@@ -50,7 +51,6 @@ __all__ = [
     "CaseFingerprint",
     "preprocessed_folder",
     "samples_per_case",
-    "itk_spacing",
     "seeded_draws",
     "case_fingerprint",
     "combine_fingerprint",
@@ -106,25 +106,6 @@ def samples_per_case(n_cases: int) -> int:
     if n_cases < 1:
         raise ValueError(f"a fingerprint needs at least one training case, got {n_cases}")
     return int(TOTAL_SAMPLES // n_cases)
-
-
-#: ITK's scaling of a NIfTI spacing to mm by the header's spatial unit (``NiftiImageIO``); other units: 1.
-_ITK_UNIT_SCALE = {"meter": 1000.0, "mm": 1.0, "micron": 0.001}
-
-
-def itk_spacing(header) -> tuple[float, float, float]:
-    """The spacing SimpleITK reads from a NIfTI header, in the array's axis order (mm).
-
-    ITK takes ``pixdim[1:4]`` (not the affine's column norms) and scales it to mm by the
-    header's spatial unit (meter x 1000, micron x 0.001), in double precision.
-
-    Parameters
-    ----------
-    header : nibabel.Nifti1Header
-    """
-    unit = header.get_xyzt_units()[0]
-    scale = _ITK_UNIT_SCALE.get(unit, 1.0)
-    return tuple(abs(float(z) * scale) for z in header.get_zooms()[:3])  # type: ignore[return-value]
 
 
 def seeded_draws(values: npt.NDArray, size: int, seed: int = SEED) -> tuple[npt.NDArray, npt.NDArray[np.int64]]:
@@ -184,7 +165,7 @@ def case_fingerprint(
     mask : (I, J, K) ndarray of uint8
         The label, on the image's grid.
     zooms : tuple of float
-        The image's spacing as SimpleITK reads it, array axis order (:func:`itk_spacing`).
+        The image's spacing as SimpleITK reads it, array axis order (:func:`utils.geometry.readers.itk_spacing`).
     num_samples : int
         Draws for this case (:func:`samples_per_case`).
     nonzero : Box or None

@@ -48,6 +48,7 @@ from utils.export.cases import ExportCase
 from utils.export.extents import volume_extents
 from utils.export.files import json_text, place_file
 from utils.export.verify import CheckedCase
+from utils.geometry.readers import itk_spacing
 from utils.nifti_io import NiftiError
 from utils.yaml_files import dump_yaml
 
@@ -143,8 +144,9 @@ def case_statistics(case: ExportCase, checked: CheckedCase, request: StatsReques
     stats = checked.mask_stats
     out: dict[str, Any] = {"fingerprint": None, "monai": None, "monai_skipped": None}
     if request.fingerprint_samples is not None:
+        raw_header = (getattr(checked.volume_img, "extra", None) or {}).get("raw_header", checked.volume_img.header)
         out["fingerprint"] = nnfp.case_fingerprint(
-            volume, checked.mask, nnfp.itk_spacing(checked.volume_img.header), request.fingerprint_samples, extents.nonzero, stats.foreground
+            volume, checked.mask, itk_spacing(raw_header), request.fingerprint_samples, extents.nonzero, stats.foreground
         )
     if request.monai:
         try:
