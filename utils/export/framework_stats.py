@@ -309,7 +309,6 @@ class StatsPlan:
         record = {
             "method_version": METHOD_VERSION,
             "method": _DATA_STATS_METHOD,
-            "numpy": np.__version__,
             "sha256": {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in texts.items()},
             "cases": self._cases_record(self.monai_cases),
         }
@@ -360,7 +359,6 @@ class StatsPlan:
         record = {
             "method_version": METHOD_VERSION,
             "method": _FINGERPRINT_METHOD,
-            "numpy": np.__version__,
             "raw_dataset": self.raw_folder_name,
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
             "cases": self._cases_record(self.fingerprint_cases),
