@@ -85,7 +85,8 @@ def test_nnunet_plans_the_same_on_our_fingerprint(nnunet_export):
     assert "3d_fullres" in plans[0]["configurations"]
 
 
-def test_monai_autorunner_analysis_gives_our_numbers(tmp_path, caplog):
+def _monai_runner(tmp_path: Path, caplog, *, analyze: bool):
+    """The synthetic dataset exported as ``monai``, and an AutoRunner on its datalist (nothing but the analysis on)."""
     pytest.importorskip("monai")
     from monai.apps.auto3dseg import AutoRunner
 
@@ -95,9 +96,17 @@ def test_monai_autorunner_analysis_gives_our_numbers(tmp_path, caplog):
     assert export(manifest, out, "--format", "monai") == 0
     folder = out / "monai/VerSe_s1"
     work = tmp_path / "work"
+    work.mkdir()
+    if not analyze:
+        shutil.copyfile(folder / "data_stats.yaml", work / "datastats.yaml")  # what the analysis step would write
     runner = AutoRunner(work_dir=str(work), input={"modality": "CT", "datalist": str(folder / "datalist.json"), "dataroot": str(folder)},
-                        analyze=True, algo_gen=False, train=False, ensemble=False)  # fmt: skip
+                        analyze=analyze, algo_gen=False, train=False, ensemble=False)  # fmt: skip
     runner.set_analyze_params({"do_ccp": False, "device": "cpu"})  # AutoRunner's own parameters, on the CPU
+    return runner, out, folder, work
+
+
+def test_monai_autorunner_analysis_gives_our_numbers(tmp_path, caplog):
+    runner, out, folder, work = _monai_runner(tmp_path, caplog, analyze=True)
     runner.run()  # its DataAnalyzer on the datalist it rewrote (validation items folded into training)
     for ours_name, theirs_name in ((DATA_STATS, "datastats.yaml"), (BY_CASE, "datastats_by_case.yaml")):
         ours = yaml.safe_load((out / ours_name).read_text())
@@ -111,23 +120,11 @@ def test_monai_autorunner_analysis_gives_our_numbers(tmp_path, caplog):
 
 
 def test_monai_takes_our_stats_with_the_analysis_skipped(tmp_path, caplog):
-    pytest.importorskip("monai")
-    caplog.set_level(logging.WARNING, logger="monai.apps.auto3dseg.auto_runner")  # one of its INFO lines has a format bug
-    from monai.apps.auto3dseg import AutoRunner
+    runner, _, _, _ = _monai_runner(tmp_path, caplog, analyze=False)
     from monai.bundle import ConfigParser
 
-    manifest = make_dataset(tmp_path)
-    out = tmp_path / "export"
-    assert export(manifest, out, "--format", "monai") == 0
-    folder = out / "monai/VerSe_s1"
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copyfile(folder / "data_stats.yaml", work / "datastats.yaml")
-    runner = AutoRunner(work_dir=str(work), input={"modality": "CT", "datalist": str(folder / "datalist.json"), "dataroot": str(folder)},
-                        analyze=False, algo_gen=False, train=False, ensemble=False)  # fmt: skip
     runner.run()  # skips the analysis; the algorithm templates (downloaded by BundleGen) read the keys below
-    stats = ConfigParser.load_config_file(runner.datastats_filename)
-    parser = ConfigParser(stats)
+    parser = ConfigParser(ConfigParser.load_config_file(runner.datastats_filename))
     for key in ("image_stats#shape#max", "image_stats#channels#max", "image_stats#spacing#median", "image_stats#spacing#percentile_10_0",
                 "image_stats#sizemm#percentile_90_0", "image_foreground_stats#intensity#percentile_00_5", "n_cases", "label_stats#labels"):  # fmt: skip
         assert parser.get(f"stats_summary#{key}") is not None, key
