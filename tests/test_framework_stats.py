@@ -24,7 +24,7 @@ from tests.conftest import run_script
 from utils.dataset_manifest import build_dataset_manifest
 from utils.export import fingerprint as nnfp
 from utils.export import framework_stats, monai_stats
-from utils.export.extents import volume_extents
+from utils.export.extents import box_intersection, box_shape, volume_extents
 from utils.export.value_stats import (
     IntegerHistogram,
     lerp,
@@ -216,9 +216,26 @@ def test_value_summaries_equal_numpy_and_torch_definitions(n, integer):
         routes.append(summarize_counts(np.bincount((values - lo).astype(np.int64)), lo, q))
     for s in routes:
         assert s.count == n and s.minimum == sorted64[0] and s.maximum == sorted64[-1]
-        assert s.lower_median == sorted64[(n - 1) // 2] and s.median == pytest.approx(np.median(sorted64), rel=1e-12, abs=1e-9)
+        assert s.lower_median == sorted64[(n - 1) // 2]
         assert s.mean == pytest.approx(sorted64.mean(), rel=1e-12, abs=1e-9) and s.std == pytest.approx(sorted64.std(), rel=1e-12, abs=1e-9)
         assert list(s.percentiles) == pytest.approx(list(np.percentile(sorted64, q)), rel=1e-12, abs=1e-9)
+
+
+def test_sums_over_several_chunks_and_bad_requests(monkeypatch):
+    from utils.export import value_stats
+
+    values = np.random.default_rng(5).normal(3, 2, 50).astype(np.float32)
+    monkeypatch.setattr(value_stats, "_CHUNK", 7)  # 8 chunks
+    s = summarize_values(values)
+    assert s.mean == pytest.approx(values.astype(np.float64).mean(), rel=1e-12) and s.std == pytest.approx(values.astype(np.float64).std(), rel=1e-12)
+    assert percentile_ranks(5, 100.0) == (4, 4, 0.0) and percentile_ranks(5, 0.0) == (0, 1, 0.0)  # the ends, just inside
+    for q in (100.0001, -0.0001):  # just outside
+        with pytest.raises(ValueError, match=f"percentile {q} outside"):
+            percentile_ranks(5, q)
+    with pytest.raises(ValueError, match="percentile of 0 values"):
+        percentile_ranks(0, 50.0)
+    with pytest.raises(ValueError, match="empty set"):
+        summarize_counts(np.zeros(3, np.int64), 0)
 
 
 def test_histogram_percentiles_are_numpys_bit_for_bit_on_integer_float32_values():
@@ -240,6 +257,9 @@ def test_integer_histogram_refuses_fractions_and_counts_groups():
     assert hist.add(np.array([-3.0, 4.0, 0.0], np.float32), np.array([0, 8, 8], np.int32))
     assert hist.counts.tolist() == [[1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0, 1]]
     assert not hist.add(np.array([1.5], np.float32)) and hist.counts.sum() == 3
+    assert hist.summary().count == 1 and hist.summary(1).count == 2
+    single = IntegerHistogram.empty(5, 5)  # one value: one bin
+    assert single.add(np.full((2, 2), 5.0, np.float32)) and single.summary().maximum == 5.0
     assert IntegerHistogram.empty(0, (1 << 21) - 1, groups=2).counts.size == 1 << 22  # at the limit of 2**22 counts
     with pytest.raises(ValueError, match="not histogrammed"):
         IntegerHistogram.empty(0, 1 << 21, groups=2)  # one value more
@@ -278,6 +298,24 @@ def test_volume_extents_are_the_boxes_of_nonzero_and_positive_voxels(order):
     assert (extents.minimum, extents.maximum) == (float(volume.min()), float(volume.max()))
     assert volume_extents(np.zeros((2, 3, 4), np.float32, order=order)).nonzero is None
     assert volume_extents(-np.ones((2, 3, 4), np.float32, order=order)).positive is None
+    with pytest.raises(ValueError, match=r"3D volume with voxels expected, got shape \(3, 4\)"):
+        volume_extents(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match="3D volume with voxels expected"):
+        volume_extents(np.ones((3, 0, 4), np.float32))
+
+
+def test_volume_extents_walk_slab_by_slab_and_values_below_one_count(monkeypatch):
+    from utils.export import extents as extents_module
+
+    volume = np.zeros((6, 5, 9), np.float32, order="F")
+    volume[1, 2, 3] = 0.25  # positive but below 1: its own box
+    volume[4, 0, 7] = -0.25  # negative, above -1
+    monkeypatch.setattr(extents_module, "_SLAB_VOXELS", 7)  # slabs of one slice each: every slab boundary crossed
+    found = volume_extents(volume)
+    assert found.positive == (slice(1, 2), slice(2, 3), slice(3, 4))
+    assert found.nonzero == (slice(1, 5), slice(0, 3), slice(3, 8))
+    assert box_shape(found.nonzero) == (4, 3, 5) and box_intersection(found.nonzero, (slice(0, 2), slice(2, 9), slice(0, 4))) == (slice(1, 2), slice(2, 3), slice(3, 4))
+    assert box_intersection(found.positive, (slice(2, 3), slice(0, 5), slice(0, 9))) is None
 
 
 def test_seeded_draws_are_randomstate_choice_however_many_chunks(monkeypatch):

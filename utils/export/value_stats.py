@@ -19,8 +19,7 @@ Definitions (those of numpy and PyTorch, which the frameworks use):
 - percentile q: numpy's default ``linear`` method: at the virtual index
   ``h = (n - 1) q / 100`` between the order statistics ``x[floor(h)]`` and
   ``x[floor(h) + 1]``, interpolated as numpy's ``_lerp`` does;
-- median: both the numpy median (mean of the two middle values) and the
-  *lower* median ``x[(n - 1) // 2]`` that ``torch.median`` returns;
+- median: the *lower* median ``x[(n - 1) // 2]`` that ``torch.median`` returns;
 - standard deviation: the population one (divided by n).
 
 Moments are computed in float64 (the frameworks use float32 accumulators, so
@@ -65,8 +64,6 @@ class ValueSummary:
         Arithmetic mean (float64 sum).
     std : float
         Population standard deviation.
-    median : float
-        numpy's median (mean of the two middle values for even n).
     lower_median : float
         ``torch.median``'s: the order statistic at rank ``(n - 1) // 2``.
     percentiles : tuple of float
@@ -78,7 +75,6 @@ class ValueSummary:
     maximum: float
     mean: float
     std: float
-    median: float
     lower_median: float
     percentiles: tuple[float, ...]
 
@@ -113,16 +109,14 @@ def lerp(a: float, b: float, t: float) -> float:
 def _summary(n: int, order_statistics, mean: float, std: float, q: Sequence[float]) -> ValueSummary:
     """Assemble a :class:`ValueSummary` from a function giving the values at given ranks."""
     plans = [percentile_ranks(n, p) for p in q]
-    ranks = sorted({0, n - 1, (n - 1) // 2, n // 2} | {r for below, above, _ in plans for r in (below, above)})
+    ranks = sorted({0, n - 1, (n - 1) // 2} | {r for below, above, _ in plans for r in (below, above)})
     at = dict(zip(ranks, (float(v) for v in order_statistics(np.asarray(ranks, dtype=np.int64)))))
-    median = at[(n - 1) // 2] if n % 2 else lerp(at[n // 2 - 1], at[n // 2], 0.5)
     return ValueSummary(
         count=n,
         minimum=at[0],
         maximum=at[n - 1],
         mean=mean,
         std=std,
-        median=median,
         lower_median=at[(n - 1) // 2],
         percentiles=tuple(lerp(at[b], at[a], w) for b, a, w in plans),
     )
