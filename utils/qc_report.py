@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, positive_int, run_main, setup_logging
+from utils.cli import add_common_args, fail, plural, positive_int, run_main, setup_logging
+from utils.output_paths import archive_of_dataset, check_not_inside, check_output_dir, portable_path
 from utils.review.options import add_review_args, default_review_path, resolve_review
 from utils.report.dataset_profile import GENERIC, ReportProfile, Window, available_profiles, detect_profile
 from utils.sample_info import SampleDir, find_samples, read_info
@@ -45,6 +46,9 @@ def build_parser(datasets: list[str]) -> argparse.ArgumentParser:
                              "else descriptors/<dataset>/label_map.yaml)")
     parser.add_argument("--small_region_manifest", type=Path,
                         help="xlsx written by small_connected_region_detect.py: flags samples with small regions")
+    parser.add_argument("--audit", type=Path, metavar="FILE",
+                        help="audit.json of utils/audit_dataset.py: its findings as a table and per-sample flags "
+                             "(default: ROOT_DIR/../audit/audit.json if present)")
     parser.add_argument("--samples", nargs="+", metavar="ID", help="report only these samples (IDs or paths below --root_dir)")
     win = parser.add_mutually_exclusive_group()
     win.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"),
@@ -95,6 +99,18 @@ def _select(samples: list[SampleDir], wanted: list[str], root_dir: Path) -> list
     return chosen
 
 
+def _audit(args: argparse.Namespace):
+    """The audit findings to show: ``--audit FILE``, else ``ROOT_DIR/../audit/audit.json`` when present, else None."""
+    from utils.report.findings import default_audit_path, load_audit
+
+    path = args.audit or default_audit_path(args.root_dir)
+    if path is None:
+        return None
+    audit = load_audit(path)
+    logger.info("audit findings from %s: %d findings shown", path, len(audit.findings))
+    return audit
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         profiles = available_profiles()
@@ -109,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         samples = find_samples(args.root_dir)
+        check_not_inside(args.output_dir, archive_of_dataset(samples), "--output_dir")
+        check_output_dir(args.output_dir, "--output_dir")  # before any picture is drawn: a read-only or full folder is one line
         if args.samples:
             samples = _select(samples, args.samples, args.root_dir)
-        if not samples:
-            return fail(f"{args.root_dir}: no sample folder ({{ID}}/{{ID}}_info.yaml) found")
         profile = _choose_profile(args.dataset, samples, profiles)
         window = profile.window
         if args.window:
@@ -127,28 +143,33 @@ def main(argv: list[str] | None = None) -> int:
         review = resolve_review(args.review, default_review_path(args.root_dir), disabled=args.no_review,
                                 dataset=None if profile is GENERIC else profile.dataset)
         diff = read_diff_json(args.diff) if args.diff else None
+        audit = _audit(args)
     except (OSError, ValueError, LabelError) as exc:
         return fail(str(exc))
-    outputs = build_report(
-        samples,
-        root_dir=args.root_dir,
-        output_dir=args.output_dir,
-        profile=profile,
-        window=window,
-        label_map=label_map,
-        label_map_source=str(label_path or ""),
-        small_regions=small,
-        panel_px=args.panel_size,
-        workers=args.workers,
-        threads=threads_per_sample(args.workers),
-        show_progress=not args.no_pbar,
-        review=review,
-        diff=diff,
-    )
+    try:
+        outputs = build_report(
+            samples,
+            root_dir=args.root_dir,
+            output_dir=args.output_dir,
+            profile=profile,
+            window=window,
+            label_map=label_map,
+            label_map_source=portable_path(label_path, args.output_dir) if label_path is not None else "",
+            small_regions=small,
+            panel_px=args.panel_size,
+            workers=args.workers,
+            threads=threads_per_sample(args.workers),
+            show_progress=not args.no_pbar,
+            review=review,
+            diff=diff,
+            audit=audit,
+        )
+    except OSError as exc:
+        return fail(f"--output_dir {args.output_dir}: cannot write the report ({exc.strerror or exc})")
     n_bytes = sum(r.image_bytes for r in outputs.records)
     n_failed = sum(r.error is not None for r in outputs.records)
-    logger.info("QC report of %d samples (%d pictures, %.1f MB%s): %s", len(outputs.records), len(outputs.records) - n_failed,
-                n_bytes / 1e6, f", {n_failed} samples not readable" if n_failed else "", outputs.index)  # fmt: skip
+    logger.info("QC report of %s (%s, %.1f MB%s): %s", plural(len(outputs.records), "sample"), plural(len(outputs.records) - n_failed, "picture"),
+                n_bytes / 1e6, f", {plural(n_failed, 'sample')} not readable" if n_failed else "", outputs.index)  # fmt: skip
     return outputs.run.exit_code() if outputs.run is not None else 0
 
 
