@@ -90,7 +90,7 @@ def make_dataset(root: Path, cases: dict = CASES, edit: dict | None = None) -> P
     sheet = read_sheet(manifest)
     write_split_sheet(manifest, "s1", sheet, [cases[i][0] for i in sheet["ID"]])
     (root / "descriptor").mkdir(exist_ok=True)
-    (root / "descriptor/label_map.yaml").write_text(json.dumps(LABEL_MAP))
+    (root / "descriptor/label_map.yaml").write_text(yaml.safe_dump(LABEL_MAP))  # plain integer keys
     return manifest
 
 
