@@ -24,9 +24,12 @@ README_MAX_LINES = 250
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 CODE_SPAN = re.compile(r"(`+)(.+?)\1")
-# [text](target "title") and ![alt](target); text may hold one level of brackets ([`x`] inside).
-INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
-REFERENCE_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$")
+# [text](target "title") and ![alt](target); the text may hold one level of brackets and wrap onto
+# the next lines (not across a blank line).
+INLINE_LINK = re.compile(
+    r"!?\[(?:[^\[\]\n]|\n(?![ \t]*\n)|\[[^\[\]\n]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)"
+)
+REFERENCE_DEF = re.compile(r"^ {0,3}\[[^\]\n]+\]:[ \t]*<?(\S+?)>?(?:[ \t]+\"[^\"\n]*\")?[ \t]*$", re.MULTILINE)
 HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"", re.IGNORECASE)
 EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # http:, https:, mailto:, …
 
@@ -109,25 +112,28 @@ def prose_lines(markdown: str) -> list[str]:
 
 
 def link_targets(markdown: str) -> list[tuple[int, str]]:
-    """(line number, target) of every inline link, image and reference definition outside code."""
-    targets: list[tuple[int, str]] = []
+    """(line number, target) of every inline link, image and reference definition outside code.
+
+    A link's text may wrap onto the next line (the pages are wrapped at ~105 characters), so the
+    prose is searched as a whole, with fenced blocks and code spans blanked out in place.
+    """
+    lines: list[str] = []
     fence: str | None = None
-    for number, line in enumerate(markdown.splitlines(), start=1):
+    for line in markdown.splitlines():
         match = FENCE.match(line)
         if fence is None and match:
             fence = match.group(1)
-            continue
-        if fence is not None:
+            lines.append("")
+        elif fence is not None:
             if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
                 fence = None
-            continue
-        definition = REFERENCE_DEF.match(line)
-        if definition:
-            targets.append((number, definition.group(1)))
-            continue
-        prose = CODE_SPAN.sub("", line)
-        targets.extend((number, target) for target in INLINE_LINK.findall(prose))
-    return targets
+            lines.append("")
+        else:
+            lines.append(CODE_SPAN.sub(lambda m: " " * len(m.group(0)), line))
+    prose = "\n".join(lines)
+    found = [(m.start(), m.group(1)) for m in REFERENCE_DEF.finditer(prose)]
+    found += [(m.start(), m.group(1)) for m in INLINE_LINK.finditer(prose)]
+    return [(prose.count("\n", 0, start) + 1, target) for start, target in sorted(found)]
 
 
 def documentation_pages() -> list[Path]:
@@ -202,8 +208,9 @@ def test_links_are_found_outside_code_only() -> None:
         "[`code` label](b.md) [ref]: no\n"
         "```\n[in code](c.md)\n```\n"
         "[d]: d.md#y\n"
+        "a link [wrapped over\ntwo lines](e.md) and [not over\n\na blank line](f.md)\n"
     )
-    assert link_targets(page) == [(1, "a.md#x"), (1, "img/p.png"), (2, "b.md"), (6, "d.md#y")]
+    assert link_targets(page) == [(1, "a.md#x"), (1, "img/p.png"), (2, "b.md"), (6, "d.md#y"), (7, "e.md")]
 
 
 def test_a_broken_link_and_anchor_are_reported(tmp_path: Path) -> None:
