@@ -1,0 +1,225 @@
+"""Mask-QC library against oracles that share no code with it: hand-computed cases, neighbourhoods written out,
+and thresholds tested just inside and just outside with anisotropic, non-1-mm voxels.
+
+``utils/mask_qc_reference.py`` (the literal full-slice reference the fast repair is compared with) must
+itself import nothing from the toolkit; the first test keeps it so.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from utils.connected_regions import (
+    component_sizes,
+    label_components,
+    pixel_area_mm2,
+    slice_structure,
+    small_regions,
+    structure_2d,
+    structure_3d,
+)
+from utils.label_fusion import fuse_label_changes, resolve_votes
+from utils.mask_qc_reference import naive_repair_mask, naive_small_region_count, neighbourhood
+from utils.slice_morphology import LabelChanges, SliceRepair, repair_changes
+from utils.synthetic import affine_for
+
+PLUS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+
+
+def test_the_reference_imports_nothing_from_the_code_it_checks():
+    tree = ast.parse((REPO / "utils" / "mask_qc_reference.py").read_text(encoding="utf-8"))
+    type_checking = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+                     for n in ast.walk(node)}  # fmt: skip
+    imported = set()
+    for node in ast.walk(tree):
+        if id(node) in type_checking:
+            continue
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported <= {"__future__", "typing", "numpy", "scipy"}, imported
+
+
+def test_neighbourhoods_are_the_textbook_ones():
+    assert (structure_2d(4) == PLUS).all() and (neighbourhood(2, 4) == PLUS).all()
+    assert structure_2d(8).all() and structure_2d(8).shape == (3, 3) and neighbourhood(2, 8).all()
+    assert structure_2d().all()  # default 8
+    for connectivity, count in ((6, 7), (18, 19), (26, 27)):
+        for s in (structure_3d(connectivity), neighbourhood(3, connectivity)):
+            assert s.shape == (3, 3, 3) and s.sum() == count and s[1, 1, 1]
+    assert structure_3d().sum() == 27  # default 26
+    assert (structure_3d(6)[1, 1] == [1, 1, 1]).all() and not structure_3d(18)[0, 0, 0] and structure_3d(18)[0, 0, 1]
+    s = slice_structure(4)
+    assert (s[:, :, 1] == PLUS).all() and not s[:, :, 0].any() and not s[:, :, 2].any()
+    with pytest.raises(ValueError, match=r"in-slice connectivity 6 not supported; choose one of \(4, 8\)"):
+        structure_2d(6)
+    with pytest.raises(ValueError, match=r"3D connectivity 8 not supported; choose one of \(6, 18, 26\)"):
+        structure_3d(8)
+
+
+def test_pixel_area_is_the_parallelogram_of_the_first_two_voxel_axes():
+    # Sheared in-plane axes: (0.6, 0, 0) and (0.3, 0.9, 0) span 0.6 * 0.9 = 0.54 mm² (the third axis plays no part).
+    affine = np.array([[0.6, 0.3, 0.0, 5.0], [0.0, 0.9, 0.0, -3.0], [0.0, 0.0, 7.0, 2.0], [0.0, 0.0, 0.0, 1.0]])
+    assert pixel_area_mm2(affine) == pytest.approx(0.54, rel=1e-12)
+    assert pixel_area_mm2(affine_for("PIR", (0.5, 1.5, 3.0), oblique_deg=23.0)) == pytest.approx(0.75, rel=1e-9)
+    flat = affine.copy()
+    flat[:3, 1] = 2 * flat[:3, 0]
+    with pytest.raises(ValueError, match="degenerate in-plane grid: pixel area 0.0 mm²"):
+        pixel_area_mm2(flat)
+
+
+def test_components_fit_uint16_and_sizes_count_every_chunk():
+    binary = np.zeros((5, 6, 7), bool)
+    binary[0, 0, 0] = binary[4, 5, 6] = True
+    binary[1:3, 1:4, 2:5] = True
+    comps, n = label_components(binary, structure_3d(6))
+    assert comps.dtype == np.uint16 and n == 3
+    expected = np.bincount(comps.ravel(), minlength=n + 1)
+    np.testing.assert_array_equal(component_sizes(comps, n, chunk=7), expected)
+    np.testing.assert_array_equal(component_sizes(comps, n), expected)
+    assert expected.tolist() == [binary.size - 20, 1, 18, 1]
+    many = np.zeros((2, 2 * 256, 2 * 256), bool)
+    many[0, ::2, ::2] = True  # 65536 isolated voxels: more components than uint16 holds
+    comps, n = label_components(many, structure_3d(6))
+    assert n == 65536 and comps.max() == 65536 and comps.dtype.itemsize >= 4
+
+
+# --- small 3D regions: volume threshold in mm³ ------------------------------------------------------------------------
+
+
+def region_mask() -> np.ndarray:
+    mask = np.zeros((9, 8, 7), np.uint8, order="F")
+    mask[1:3, 1:4, 2] = 4  # 6 voxels
+    mask[6, 6, 5] = 4  # 1 voxel
+    mask[4:8, 0:3, 0:2] = 9  # 24 voxels
+    return mask
+
+
+#: Just below / just above a limit: a relative step far above rounding (~1e-16) and far below any real change.
+BELOW, ABOVE = 1 - 1e-9, 1 + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("thresh", "expected"),
+    [(3.0 * BELOW, {4: [1]}), (3.0 * ABOVE, {4: [1, 6]}), (12.0 * BELOW, {4: [1, 6]}), (12.0 * ABOVE, {4: [1, 6], 9: [24]})],
+)
+def test_small_region_volume_threshold_is_strict_and_in_mm3(thresh, expected):
+    # 0.5 x 0.25 x 4.0 mm voxels (0.5 mm³): a 6-voxel region is 3.0 mm³, 24 voxels 12.0 mm³. A voxel count
+    # compared with mm³, or a volume from two spacings only, would move both boundaries by a factor >= 2.
+    affine = affine_for("ASL", (0.5, 0.25, 4.0), origin=(7.0, -2.0, 30.0))
+    found = small_regions(region_mask(), affine, float(thresh))
+    assert {lab: sorted(r["voxel_count"] for r in recs) for lab, recs in found.items()} == expected
+    assert naive_small_region_count(region_mask(), affine, float(thresh)) == expected
+    for lab, recs in found.items():
+        for r in recs:
+            assert r["volume_mm3"] == pytest.approx(r["voxel_count"] * 0.5, rel=1e-12)
+
+
+def test_small_region_records_are_hand_computed():
+    affine = np.array([[0.0, 0.0, 2.0, 10.0], [0.5, 0.0, 0.0, -4.0], [0.0, -0.25, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
+    (six, one) = sorted(small_regions(region_mask(), affine, 5.0)[4], key=lambda r: r["voxel_count"], reverse=True)
+    assert (six["centroid_i"], six["centroid_j"], six["centroid_k"]) == (1.5, 2.0, 2.0)
+    assert (six["centroid_x_mm"], six["centroid_y_mm"], six["centroid_z_mm"]) == (14.0, -3.25, 0.5)
+    assert [six[f"bbox_{a}_{m}"] for a in "ijk" for m in ("min", "max")] == [1, 2, 1, 3, 2, 2]
+    assert (one["voxel_count"], one["bbox_k_min"], one["bbox_k_max"]) == (1, 5, 5)
+    assert one["volume_mm3"] == pytest.approx(0.25, rel=1e-12) and six["volume_mm3"] == pytest.approx(1.5, rel=1e-12)
+    assert small_regions(np.zeros((3, 3, 3), np.uint8), affine, 5.0) == {}
+
+
+def test_small_regions_of_several_labels_are_sorted_by_label_then_position():
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[5, 0, 4] = mask[0, 5, 1] = mask[2, 2, 1] = 3
+    mask[1, 1, 0] = 2
+    found = small_regions(mask, np.diag([0.9, 0.8, 1.3, 1.0]), 10.0, 6)
+    assert list(found) == [2, 3]
+    assert [(r["bbox_k_min"], r["bbox_j_min"], r["bbox_i_min"]) for r in found[3]] == [(1, 2, 2), (1, 5, 0), (4, 0, 5)]
+
+
+# --- slice repair: area threshold in mm² -------------------------------------------------------------------------------
+
+
+def holed_mask() -> np.ndarray:
+    mask = np.zeros((16, 14, 3), np.uint8, order="F")
+    mask[2:14, 2:12, :] = 1
+    mask[6, 5:7, 1] = 0  # a 2-pixel hole
+    return mask
+
+
+@pytest.mark.parametrize(("thresh", "filled"), [(1.5 * BELOW, False), (1.5 * ABOVE, True)])
+def test_close_area_threshold_is_strict_and_in_mm2(thresh, filled):
+    # 0.5 x 1.5 mm pixels (0.75 mm²) on an oblique grid: the hole is 1.5 mm².
+    affine = affine_for("LPI", (0.5, 1.5, 2.2), origin=(-3.0, 8.0, 1.0), oblique_deg=9.0)
+    repair = SliceRepair("close", (3, 3), thresh)
+    fused, n = fuse_label_changes(holed_mask(), repair_changes(holed_mask(), affine, repair), 1)
+    assert (fused[6, 5:7, 1] == 1).all() == filled and n == (2 if filled else 0)
+    np.testing.assert_array_equal(fused, naive_repair_mask(holed_mask(), affine, repair, 1, labels=[0, 1]))
+
+
+@pytest.mark.parametrize(("thresh", "removed"), [(2.25 * BELOW, False), (2.25 * ABOVE, True)])
+def test_open_area_threshold_is_strict_and_in_mm2(thresh, removed):
+    mask = np.zeros((12, 12, 2), np.uint8, order="F")
+    mask[1:7, 1:7, :] = 2
+    mask[9, 8:11, 0] = 2  # a 3-pixel speck: 3 x 0.75 = 2.25 mm²
+    affine = affine_for("RAS", (1.5, 0.5, 3.0))
+    repair = SliceRepair("open", (2, 2), thresh)
+    fused, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair), 2)
+    assert (fused[9, 8:11, 0] == 0).all() == removed and (fused[9, 8:11, 0] == 2).all() == (not removed)
+    np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 2, labels=[0, 1, 2]))
+
+
+def test_repair_parameters_are_checked_with_the_value_named():
+    assert SliceRepair("close", (5, 5), 0).region_area_thresh_mm2 == 0.0
+    assert SliceRepair("open", [2, 3], 1).kernel_size == (2, 3)
+    for kernel in ((3,), (3, 3, 3), (0, 2)):
+        with pytest.raises(ValueError, match=rf"kernel_size must be two integers >= 1, got {kernel!r}".replace("(", r"\(").replace(")", r"\)")):
+            SliceRepair("close", kernel, 1.0)
+    for thresh in (float("nan"), float("inf"), -0.1):
+        with pytest.raises(ValueError, match=rf"region_area_thresh must be a finite area >= 0 mm², got {thresh}"):
+            SliceRepair("close", (3, 3), thresh)
+    with pytest.raises(ValueError, match=r"repair mode 'erode' not supported; choose one of \('close', 'open'\)"):
+        SliceRepair("erode", (3, 3), 1.0)
+    with pytest.raises(ValueError, match=r"in-slice connectivity 6 not supported"):
+        SliceRepair("open", (3, 3), 1.0, 6)
+    structure = SliceRepair("open", (2, 3), 1.0).structure
+    assert structure.shape == (2, 3, 1) and structure.all()
+    assert SliceRepair("close", (3, 7), 1.0).margin(0) == 15 and SliceRepair("close", (3, 7), 1.0).margin(4) == 8
+    assert SliceRepair("open", (3, 7), 1.0).margin(0) == 1
+
+
+# --- fusion: window size ------------------------------------------------------------------------------------------------
+
+
+def window_case() -> tuple[np.ndarray, LabelChanges]:
+    """A voxel leaving label 3, whose 3x3 window is mostly label 1 and whose 5x5 window is mostly label 2."""
+    mask = np.full((7, 7, 1), 2, np.uint8, order="F")
+    mask[2:5, 2:5, 0] = 1  # 3x3 of label 1 (8 voxels around the centre)
+    mask[3, 3, 0] = 3
+    return mask, LabelChanges(np.array([[3, 3, 0]]), np.array([3], np.uint8), np.array([-1], np.int8))
+
+
+@pytest.mark.parametrize(("half", "winner"), [(0, 0), (1, 1), (2, 2)])
+def test_fusion_window_half_edge_decides_the_unclaimed_voxel(half, winner):
+    mask, gone = window_case()
+    fused, n = fuse_label_changes(mask, gone, half)
+    assert fused[3, 3, 0] == winner and n == 1
+    # half 0: the window is the voxel itself, where no binary mask is left: every support is 0, the tie goes to 0
+
+
+def test_fusion_refuses_a_negative_window_and_leaves_the_mask_untouched_without_changes():
+    mask, gone = window_case()
+    with pytest.raises(ValueError, match="filter_halfedge must be >= 0, got -1"):
+        fuse_label_changes(mask, gone, -1)
+    fused, n = fuse_label_changes(mask, LabelChanges.empty(), 3)
+    assert n == 0 and fused is not mask and (fused == mask).all() and fused.flags.f_contiguous
+
+
+def test_resolve_votes_hand_cases():
+    cand = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 0], [1, 1, 0], [0, 1, 1], [1, 1, 1]], bool)
+    sup = np.array([[0, 9, 9], [9, 9, 0], [2, 7, 7], [3, 3, 9], [9, 1, 2], [1, 1, 1]])
+    # one-hot -> its column whatever the support; none -> largest support (tie -> lowest); several -> largest among them
+    assert resolve_votes(cand, sup).tolist() == [0, 2, 1, 0, 2, 0]
