@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from utils.label_stats import label_stats
+from tests.conftest import REPO
 from utils.labels import LabelError, LabelMap, check_labels, remap_labels
 
 
@@ -103,7 +110,31 @@ def test_remap_without_a_change_returns_an_equal_copy(mapping):
     assert remap_labels(empty, {0: 1}).shape == (0, 3, 4)
 
 
-@pytest.mark.parametrize("mapping", [{1: 256}, {1: -1}, {300: 1}])
+@pytest.mark.parametrize("mapping", [{1: 256}, {1: -1}, {256: 1}, {-1: 0}])
 def test_remap_outside_uint8_is_refused_not_wrapped(mapping):
     with pytest.raises(LabelError, match=r"leaves the uint8 range \[0, 255\]"):
         remap_labels(np.ones((2, 2, 2), np.uint8), mapping)
+
+
+def test_label_maps_are_read_as_utf8_whatever_the_locale(tmp_path):
+    # A researcher's machine may run an ASCII or GBK locale: label maps (and their copies) are UTF-8 files.
+    source = tmp_path / "label_map.yaml"
+    source.write_text("labels:\n  0: {name: 背景, short: Bg}\n  1: {name: Wirbelkörper, short: WK}\n", encoding="utf-8")
+    code = textwrap.dedent(
+        f"""
+        import json, locale, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from utils.labels import LabelMap, install_label_map
+        names = [lab.name for lab in LabelMap.load({str(source)!r})]
+        status = [install_label_map({str(source)!r}, {str(tmp_path / "copy.yaml")!r}) for _ in range(2)]
+        print(json.dumps({{"encoding": locale.getpreferredencoding(False), "names": names, "status": status}}))
+        """
+    )
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "utf" in result["encoding"].lower().replace("-", ""):
+        pytest.skip(f"this platform cannot run Python with a non-UTF-8 locale (got {result['encoding']})")
+    assert result["names"] == ["背景", "Wirbelkörper"]
+    assert result["status"] == ["written", "identical"]
