@@ -36,7 +36,9 @@ def make_sample(tmp_path, mask=None, info=True) -> SampleDir:
     sample.path.mkdir(parents=True)
     img = nib.Nifti1Image(make_mask() if mask is None else mask, AFFINE)
     img.set_qform(AFFINE, code=1)
-    img.set_sform(AFFINE, code=1)
+    img.set_sform(AFFINE, code=2)  # aligned: kept by the binary masks
+    img.header.set_xyzt_units("mm", "unknown")
+    img.header["descrip"] = b"drawn by hand"
     nib.save(img, sample.mask)
     if info:
         write_info(sample.info, {"ID": "s01", "history": [{"step": "confirm_pairs", "params": {}}]})
@@ -47,12 +49,25 @@ def read(path) -> np.ndarray:
     return np.asanyarray(nib.load(path).dataobj)
 
 
-@pytest.mark.parametrize("order", ["C", "F"])
+def assert_header_of_binary(path) -> None:
+    """The mask's grid, codes and units; an empty description (the mask's is not copied)."""
+    header = nib.load(path).header
+    np.testing.assert_allclose(nib.load(path).affine, AFFINE, atol=1e-6)
+    assert header.get_data_dtype() == np.uint8
+    assert (int(header["sform_code"]), int(header["qform_code"])) == (2, 1)
+    assert header.get_xyzt_units() == ("mm", "unknown")
+    assert header["descrip"].item() == b""
+
+
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
 def test_binary_mask_is_label_equality_in_the_mask_memory_order(order):
-    mask = np.asarray(make_mask(), order=order)
+    mask = np.asarray(make_mask(), order="F" if order == "F" else "C")
+    if order == "strided":  # neither C- nor Fortran-contiguous: a C-ordered result
+        mask = np.zeros((12, 5, 4), np.uint8)[::2]
+        mask[...] = make_mask()
     box = (slice(1, 5), slice(0, 4), slice(1, 4))  # label 1's box
     out = binary_mask_of(mask, 1, box)
-    assert out.dtype == np.uint8 and out.flags[f"{order}_CONTIGUOUS"]
+    assert out.dtype == np.uint8 and out.flags["F_CONTIGUOUS" if order == "F" else "C_CONTIGUOUS"]
     np.testing.assert_array_equal(out, (mask == 1).astype(np.uint8))
     absent = binary_mask_of(mask, 2, None)
     assert absent.dtype == np.uint8 and not absent.any() and absent.shape == mask.shape
@@ -68,10 +83,7 @@ def test_every_label_of_the_map_gets_a_file_with_the_mask_geometry(tmp_path):
     assert {p.name for p in sample.path.glob("s01_mask_*")} == expected_names
     for label in LABELS:
         path = sample.binary_mask(label.key)
-        written = nib.load(path)
-        assert written.get_data_dtype() == np.uint8
-        np.testing.assert_allclose(written.affine, AFFINE, atol=1e-6)
-        assert written.header["sform_code"] == 1 and written.header["qform_code"] == 1
+        assert_header_of_binary(path)
         np.testing.assert_array_equal(read(path), (mask == label.index).astype(np.uint8))
     assert sample_binary_paths(sample, LABELS) == {lab.index: sample.binary_mask(lab.key) for lab in LABELS}
 
@@ -88,6 +100,9 @@ def test_extraction_records_its_history_and_the_mask_labels(tmp_path):
     mask = make_mask()
     assert info[MASK_LABELS]["voxels"] == {v: int(np.count_nonzero(mask == v)) for v in (0, 1, 7)}
     assert info[MASK_LABELS]["file"] == file_stamp(sample.mask)
+    for label in LABELS:
+        assert_header_of_binary(sample.binary_mask(label.key))
+        np.testing.assert_array_equal(read(sample.binary_mask(label.key)), (mask == label.index).astype(np.uint8))
 
 
 def test_a_sample_without_info_yaml_gets_its_binary_masks(tmp_path):
@@ -134,10 +149,14 @@ def test_binary_masks_outside_the_label_map_are_reported_not_deleted(tmp_path, c
     sample = make_sample(tmp_path)
     stale = sample.binary_mask("09_Old")
     stale.write_bytes(b"not touched")
+    other = sample.binary_mask("08_Older")
+    other.write_bytes(b"not touched either")
     with caplog.at_level(logging.WARNING, logger="utils.binary_masks"):
         extract_sample_binary_masks(sample, LABELS)
-    assert stale.read_bytes() == b"not touched"
-    assert f"{sample.path}: binary masks not in the label map left untouched: s01_mask_09_Old.nii.gz" in caplog.text
+    assert stale.read_bytes() == b"not touched" and other.read_bytes() == b"not touched either"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{sample.path}: binary masks not in the label map left untouched: s01_mask_08_Older.nii.gz, s01_mask_09_Old.nii.gz"
+    ]
 
 
 def test_missing_mask_and_values_outside_the_label_map_name_the_file(tmp_path):
@@ -151,6 +170,9 @@ def test_missing_mask_and_values_outside_the_label_map_name_the_file(tmp_path):
     with pytest.raises(LabelError, match=r"s01_mask.nii.gz: mask values \[3\] are not in the label map"):
         extract_sample_binary_masks(sample, LABELS)
     assert not list(sample.path.glob("s01_mask_*"))
+    half = make_sample(tmp_path / "h", mask=make_mask().astype(np.float32) / 2)  # 0.5: not a label
+    with pytest.raises(ValueError, match=rf"^{half.mask}: "):
+        extract_sample_binary_masks(half, LABELS)
 
 
 def test_precomputed_stats_give_the_same_files(tmp_path):
