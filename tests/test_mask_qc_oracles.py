@@ -55,7 +55,7 @@ def test_neighbourhoods_are_the_textbook_ones():
     assert structure_3d().sum() == 27  # default 26
     assert (structure_3d(6)[1, 1] == [1, 1, 1]).all() and not structure_3d(18)[0, 0, 0] and structure_3d(18)[0, 0, 1]
     s = slice_structure(4)
-    assert (s[:, :, 1] == PLUS).all() and not s[:, :, 0].any() and not s[:, :, 2].any()
+    assert s.dtype == bool and (s[:, :, 1] == PLUS).all() and not s[:, :, 0].any() and not s[:, :, 2].any()
     with pytest.raises(ValueError, match=r"in-slice connectivity 6 not supported; choose one of \(4, 8\)"):
         structure_2d(6)
     with pytest.raises(ValueError, match=r"3D connectivity 8 not supported; choose one of \(6, 18, 26\)"):
@@ -67,6 +67,9 @@ def test_pixel_area_is_the_parallelogram_of_the_first_two_voxel_axes():
     affine = np.array([[0.6, 0.3, 0.0, 5.0], [0.0, 0.9, 0.0, -3.0], [0.0, 0.0, 7.0, 2.0], [0.0, 0.0, 0.0, 1.0]])
     assert pixel_area_mm2(affine) == pytest.approx(0.54, rel=1e-12)
     assert pixel_area_mm2(affine_for("PIR", (0.5, 1.5, 3.0), oblique_deg=23.0)) == pytest.approx(0.75, rel=1e-9)
+    single = affine.astype(np.float32)  # computed in float64 from the stored float32 values
+    exact = float(np.float32(0.6)) * float(np.float32(0.9))
+    assert pixel_area_mm2(single) == pytest.approx(exact, rel=1e-14)
     flat = affine.copy()
     flat[:3, 1] = 2 * flat[:3, 0]
     with pytest.raises(ValueError, match="degenerate in-plane grid: pixel area 0.0 mm²"):
@@ -80,13 +83,20 @@ def test_components_fit_uint16_and_sizes_count_every_chunk():
     comps, n = label_components(binary, structure_3d(6))
     assert comps.dtype == np.uint16 and n == 3
     expected = np.bincount(comps.ravel(), minlength=n + 1)
-    np.testing.assert_array_equal(component_sizes(comps, n, chunk=7), expected)
-    np.testing.assert_array_equal(component_sizes(comps, n), expected)
+    for sizes in (component_sizes(comps, n, chunk=7), component_sizes(comps, n)):
+        assert sizes.dtype == np.int64
+        np.testing.assert_array_equal(sizes, expected)
     assert expected.tolist() == [binary.size - 20, 1, 18, 1]
-    many = np.zeros((2, 2 * 256, 2 * 256), bool)
-    many[0, ::2, ::2] = True  # 65536 isolated voxels: more components than uint16 holds
-    comps, n = label_components(many, structure_3d(6))
-    assert n == 65536 and comps.max() == 65536 and comps.dtype.itemsize >= 4
+
+
+def test_more_components_than_uint16_holds_keep_the_neighbourhood():
+    many = np.zeros((2, 516, 512), bool)
+    many[0, ::2, ::2] = True  # 258 x 256 = 66048 voxels, none touching another
+    many[1, 1, 1] = True  # diagonal (corner) neighbour of 4 of them
+    comps, n = label_components(many, structure_3d(26))
+    assert n == 66048 - 4 + 1 and comps.dtype.itemsize >= 4
+    assert comps[0, 0, 0] == comps[1, 1, 1] == comps[0, 2, 2] != comps[0, 4, 4]
+    assert label_components(many, structure_3d(6))[1] == 66049
 
 
 # --- small 3D regions: volume threshold in mm³ ------------------------------------------------------------------------
@@ -125,6 +135,14 @@ def test_small_region_records_are_hand_computed():
     (six, one) = sorted(small_regions(region_mask(), affine, 5.0)[4], key=lambda r: r["voxel_count"], reverse=True)
     assert (six["centroid_i"], six["centroid_j"], six["centroid_k"]) == (1.5, 2.0, 2.0)
     assert (six["centroid_x_mm"], six["centroid_y_mm"], six["centroid_z_mm"]) == (14.0, -3.25, 0.5)
+    # a float32 affine (as a header stores it) is used in float64: world coordinates exact to ~1e-15
+    single = affine.copy()
+    single[:3, 3] = [10.1, -4.3, 1.7]
+    single = single.astype(np.float32)
+    (six32, _) = sorted(small_regions(region_mask(), single, 5.0)[4], key=lambda r: r["voxel_count"], reverse=True)
+    origin = [float(np.float32(v)) for v in (10.1, -4.3, 1.7)]
+    assert (six32["centroid_x_mm"], six32["centroid_y_mm"], six32["centroid_z_mm"]) == pytest.approx(
+        (origin[0] + 4.0, origin[1] + 0.75, origin[2] - 0.5), rel=1e-15, abs=1e-15)
     assert [six[f"bbox_{a}_{m}"] for a in "ijk" for m in ("min", "max")] == [1, 2, 1, 3, 2, 2]
     assert (one["voxel_count"], one["bbox_k_min"], one["bbox_k_max"]) == (1, 5, 5)
     assert one["volume_mm3"] == pytest.approx(0.25, rel=1e-12) and six["volume_mm3"] == pytest.approx(1.5, rel=1e-12)
