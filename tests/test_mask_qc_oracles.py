@@ -241,3 +241,11 @@ def test_resolve_votes_hand_cases():
     sup = np.array([[0, 9, 9], [9, 9, 0], [2, 7, 7], [3, 3, 9], [9, 1, 2], [1, 1, 1]])
     # one-hot -> its column whatever the support; none -> largest support (tie -> lowest); several -> largest among them
     assert resolve_votes(cand, sup).tolist() == [0, 2, 1, 0, 2, 0]
+
+
+def test_fusion_counts_the_relabelled_voxels_of_every_slice():
+    mask, _ = window_case()
+    mask = np.repeat(mask, 3, axis=2)  # the same case in slices 0, 1 and 2
+    gone = LabelChanges(np.array([[3, 3, 2], [3, 3, 0]]), np.array([3, 3], np.uint8), np.array([-1, -1], np.int8))
+    fused, n = fuse_label_changes(np.asfortranarray(mask), gone, 1)
+    assert n == 2 and fused[3, 3, 0] == fused[3, 3, 2] == 1 and fused[3, 3, 1] == 3
