@@ -176,6 +176,19 @@ def explain(survivor: Survivor, module: str, equivalents: list[dict[str, str]]) 
     return None
 
 
+def stale_equivalents(module: str, equivalents: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Entries of ``module`` whose line before the mutation is no longer in its source (to be removed or updated)."""
+    source = {_norm(line) for line in (REPO / module).read_text(encoding="utf-8").splitlines()}
+    out = []
+    for entry in equivalents:
+        if entry.get("module") != module:
+            continue
+        lines = [_norm(part) for part in str(entry.get("before", "")).split(" | ")]
+        if not all(line in source for line in lines):
+            out.append(entry)
+    return out
+
+
 def run_module(module: str, tests: list[str], shared: dict[str, str], max_children: int, retest: bool) -> ModuleScore:
     dest = WORK / Path(module).with_suffix("").as_posix().replace("/", ".")
     names: list[str] = []
@@ -262,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.write(f"{s.status}: {s.name.rsplit('.', 1)[-1]}: {' | '.join(s.removed)}  ->  {' | '.join(s.added)}\n")
             else:
                 sys.stdout.write(f"--- {s.status}: {s.name} ({s.function})\n{s.diff.strip()}\n")
+        for entry in stale_equivalents(module, load_equivalents()):
+            sys.stdout.write(f"stale equivalent entry (line no longer in {module}): {entry.get('function')}: {entry.get('before')}\n")
         sys.stdout.write(
             f"{module}: {score.total} mutants, {score.killed} killed, {score.timeout} timeout, "
             f"{score.equivalent} equivalent, {len(score.unexplained)} unexplained survivors, {score.other} other; "
