@@ -8,6 +8,7 @@ itself import nothing from the toolkit; the first test keeps it so.
 from __future__ import annotations
 
 import ast
+import logging
 
 import numpy as np
 import pytest
@@ -249,3 +250,81 @@ def test_fusion_counts_the_relabelled_voxels_of_every_slice():
     gone = LabelChanges(np.array([[3, 3, 2], [3, 3, 0]]), np.array([3, 3], np.uint8), np.array([-1, -1], np.int8))
     fused, n = fuse_label_changes(np.asfortranarray(mask), gone, 1)
     assert n == 2 and fused[3, 3, 0] == fused[3, 3, 2] == 1 and fused[3, 3, 1] == 3
+
+
+# --- the crop: exact without falling back to full slices -----------------------------------------------------------------
+
+FALLBACK = "redone on full slices"
+
+
+def fallbacks(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "utils.slice_morphology" and FALLBACK in r.getMessage()]
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+@pytest.mark.parametrize(("mode", "kernel"), [("close", (3, 3)), ("close", (4, 2)), ("open", (2, 3))])
+def test_a_label_inside_a_large_slice_is_repaired_in_its_crop_without_falling_back(caplog, order, mode, kernel):
+    # The background around the label is far larger than the threshold, although its part inside the
+    # label's crop is not: the crop's ring must carry the weight of the image outside it (else every label
+    # would be redone on full slices: same result, far slower).
+    mask = np.zeros((70, 64, 3), np.uint8)
+    mask[30:37, 20:26, :] = 1
+    mask[33, 22, 1] = 0  # a hole
+    mask[31, 30, 1] = 1  # a speck next to the label
+    mask[50:53, 40:44, 0] = 2
+    mask = np.asarray(mask, order=order)
+    affine = affine_for("RAS", (1.0, 1.0, 3.0))
+    repair = SliceRepair(mode, kernel, 300.0)  # crop backgrounds hold < 300 px, the slice 4480 px
+    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+        changes = repair_changes(mask, affine, repair)
+    assert fallbacks(caplog) == []
+    fused, _ = fuse_label_changes(mask, changes, 1)
+    np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 1, labels=[0, 1, 2]))
+    assert changes.coords.dtype == np.int64 and changes.labels.dtype == np.uint8 and changes.signs.dtype == np.int8
+
+
+def test_a_whole_slice_below_the_threshold_is_repaired_on_full_slices_directly(caplog):
+    mask = np.zeros((12, 9, 2), np.uint8, order="F")
+    mask[3:8, 2:6, :] = 1
+    mask[5, 3, 0] = 0
+    affine = affine_for("LPS", (0.5, 2.0, 1.0))  # 1 mm² pixels: a whole slice is 108 mm²
+    repair = SliceRepair("close", (3, 3), 120.0)
+    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+        fused, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair), 1)
+    assert fallbacks(caplog) == []
+    np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 1, labels=[0, 1]))
+
+
+def test_the_fallback_to_full_slices_is_exact_on_a_non_square_image_and_says_so(caplog):
+    # Label 1 fills the top of a 40 x 25 slice; the background strip below it is thin, so it is a small
+    # "hole" that reaches the side of the label's crop: that label is redone on full slices.
+    mask = np.zeros((40, 25, 2), np.uint8, order="F")
+    mask[:33, :, :] = 1
+    mask[10, 12, 0] = 0
+    affine = affine_for("LPS", (0.1, 0.1, 1.0))
+    repair = SliceRepair("close", (5, 5), 3.0)  # 0.01 mm² pixels: the 7 x 25 strip is 1.75 mm²
+    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+        fused, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair), 3)
+    assert fallbacks(caplog) == ["label 1: a small component reaches the crop side; redone on full slices"]
+    np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 3, labels=[0, 1]))
+    assert fused[10, 12, 0] == 1
+
+
+def test_an_area_exactly_at_the_threshold_is_not_small():
+    mask = holed_mask()
+    affine = np.diag([0.5, 1.5, 2.0, 1.0])  # 0.75 mm² pixels, exactly: the 2-pixel hole is exactly 1.5 mm²
+    assert pixel_area_mm2(affine) == 0.75
+    assert len(repair_changes(mask, affine, SliceRepair("close", (3, 3), 1.5))) == 0
+    assert len(repair_changes(mask, affine, SliceRepair("close", (3, 3), 1.5000001))) == 2
+
+
+def test_empty_changes_and_parameters_have_the_documented_types():
+    empty = LabelChanges.empty()
+    assert (empty.coords.shape, empty.coords.dtype, empty.labels.dtype, empty.signs.dtype) == ((0, 3), np.int64, np.uint8, np.int8)
+    assert len(LabelChanges.concat([])) == 0 and LabelChanges.concat([]).labels.dtype == np.uint8
+    repair = SliceRepair("close", (np.int64(3), 4.0), np.float32(2.5))
+    assert type(repair.region_area_thresh_mm2) is float and repair.region_area_thresh_mm2 == 2.5
+    assert type(SliceRepair("open", (2, 2), 3).region_area_thresh_mm2) is float
+    assert repair.kernel_size == (3, 4) and all(type(k) is int for k in repair.kernel_size)
+    with pytest.raises(ValueError, match=r"^a 3D mask was expected, got shape \(4, 5\)$"):
+        repair_changes(np.zeros((4, 5), np.uint8), np.eye(4), repair)
