@@ -184,3 +184,48 @@ def test_eso_split_routine_rounds_a_half_up(tmp_path):
     assert counts == {"test": 4, "val": 3, "train": 3}
     expected = oracle_split([f"TJ_{p}" for p in range(10)], "0.35", "0.5", 3)
     assert {f"TJ_{pid}": subset.pop() for pid, subset in per_patient.items()} == expected
+
+
+# --- the words the user reads ---------------------------------------------------------------------------------------
+
+
+def test_id_refusals_say_what_to_do_by_default():
+    with pytest.raises(ValueError) as info:
+        check_sample_ids(pd.DataFrame({"ID": ["a", None]}))
+    assert str(info.value) == "table: empty ID in Excel row(s) [3]; regenerate the dataset manifest"
+    with pytest.raises(ValueError) as info:
+        check_sample_ids(pd.DataFrame({"name": ["a"]}))
+    assert str(info.value) == "table lacks column(s) ['ID'] (found 1 columns); regenerate the dataset manifest"
+    ten = pd.DataFrame({"ID": [None] * 10})
+    with pytest.raises(ValueError) as info:
+        check_sample_ids(ten, "h")
+    assert str(info.value) == "table: empty ID in Excel row(s) [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]; h"  # ten: no ellipsis
+    ids = [f"s{i:02d}" for i in range(12)] * 2 + ["single"]
+    with pytest.raises(ValueError) as info:
+        check_sample_ids(pd.DataFrame({"ID": ids}), "h")
+    assert str(info.value) == f"table: ID value(s) {[f's{i:02d}' for i in range(10)]} occur more than once; h"  # single is not listed
+
+
+def test_split_sheet_and_index_manifest_messages_name_the_routine_to_run(tmp_path, caplog):
+    path = manifest(tmp_path)
+    with pytest.raises(ValueError, match=r"; regenerate it with the dataset-manifest routine$"):
+        write_split_sheet(path, "x", pd.DataFrame({"ID": ["a", "a"]}), ["train", "test"])
+    with caplog.at_level("INFO", logger="utils.splits"):
+        write_split_sheet(path, "sp", pd.DataFrame({"ID": ["s1", "s2", "s3"]}), ["train", "test", "train"])
+        write_split_sheet(path, "sp", pd.DataFrame({"ID": ["s1"]}), ["val"])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"added sheet sp in {path}: train 2, val 0, test 1",
+        f"replaced sheet sp in {path}: train 0, val 1, test 0",
+    ]
+    write_sheets(path, {"Manifest": pd.DataFrame({"ID": ["s1"]}), "nosplit": pd.DataFrame({"ID": ["s1"]}), "bad": pd.DataFrame({"ID": [None], "bad": ["test"]})})
+    out = tmp_path / "idx"
+    out.mkdir()
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['nosplit'\] \(found 1 columns\); re-run the split routine$"):
+        extract_index_manifests(path, "nosplit", [["test"]], out)
+    with pytest.raises(ValueError, match=r"empty ID in Excel row\(s\) \[2\]; re-run the dataset-manifest and split routines$"):
+        extract_index_manifests(path, "bad", [["test"]], out)
+    write_sheets(path, {"Manifest": pd.DataFrame({"ID": ["s1"]}), "ok": pd.DataFrame({"ID": ["s1"], "ok": ["test"]})})
+    caplog.clear()
+    with caplog.at_level("INFO", logger="utils.splits"):
+        extract_index_manifests(path, "ok", [["test"]], out)
+    assert [r.getMessage() for r in caplog.records] == [f"wrote {out / 'ok_test.xlsx'} (1 samples)"]
