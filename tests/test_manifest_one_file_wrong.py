@@ -10,6 +10,7 @@ all of a sample's files fails here. The grid tolerance (1e-4 mm) is tested just 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -202,3 +203,60 @@ def test_a_mask_changed_after_its_binary_masks_is_named(grouped, caplog):
     code, log = run_routine("nme", root, caplog)
     assert code == 1
     assert f"{bad.mask}: changed after the binary masks were written from it" in log
+
+
+# --- the rows of correct samples, by hand --------------------------------------------------------------------------
+
+
+def test_correct_samples_give_the_rows_worked_out_by_hand(grouped, caplog):
+    root, bad = grouped
+    info = {"ID": "bad01", "site": "Tongji", "collection": "train-val", "subset": "train", "pid": 7,
+            "attributes": {"scanner": "A", "site": "ignored: a column of that name exists"},
+            "history": [{"step": BINARY_MASKS_STEP, "params": {"labels": [f"{i:02d}_{s}" for i, s in SHORTS.items()]},
+                         BINARY_MASKS_FROM: file_stamp(bad.mask)}]}  # fmt: skip
+    write_info(bad.info, info)
+    code, _ = run_routine("nme", root, caplog)
+    assert code == 0
+    rows = list(load_workbook(root / "dataset_manifest.xlsx", read_only=True)["Manifest"].iter_rows(values_only=True))
+    header = list(rows[0])
+    binaries = [f"mask_{i:02d}_{s}" for i, s in SHORTS.items()]
+    assert header == ["ID", "site", "collection", "subset", "pid", "valid_labels", "info", "volume", "mask", *binaries,
+                      *(f"{b}_existence" for b in binaries), "szx", "szy", "szz", "spx", "spy", "spz",
+                      "orientation_from", "orientation_to", "vol_dtype", "mask_dtype", "transform", "scanner"]  # fmt: skip
+    row = dict(zip(header, rows[1]))  # rows are sorted by folder: bad01 before ok01
+    folder = "site/train/bad01"
+    assert row["ID"] == "bad01" and (row["site"], row["collection"], row["subset"], row["pid"]) == ("Tongji", "train-val", "train", 7)
+    assert row["valid_labels"] == "[0, 1, 3]"  # label 2 is in the label map but not in the mask
+    assert (row["info"], row["volume"], row["mask"]) == (f"{folder}/bad01_info.yaml", f"{folder}/bad01_volume.nii.gz", f"{folder}/bad01_mask.nii.gz")
+    assert [row[b] for b in binaries] == [f"{folder}/bad01_{b}.nii.gz" for b in binaries]
+    assert [row[f"{b}_existence"] for b in binaries] == [1, 1, 0, 1]
+    assert [row[c] for c in ("szx", "szy", "szz")] == list(SHAPE)
+    assert [row[c] for c in ("spx", "spy", "spz")] == [0.8, 1.7, 2.6]
+    assert (row["orientation_from"], row["orientation_to"]) == ("Oblique(closest to ASL)", "Oblique(closest to PIR)")
+    assert (row["vol_dtype"], row["mask_dtype"], row["scanner"]) == ("float32", "uint8", "A")
+    assert np.allclose(json.loads(row["transform"]), nib.load(bad.volume).affine, rtol=0, atol=0)
+    other = dict(zip(header, rows[2]))
+    assert other["ID"] == "ok01" and other["site"] == "X" and other.get("scanner") is None and other["pid"] is None
+
+
+def test_labels_come_from_the_mask_record_when_its_stamp_is_the_files_and_from_the_mask_otherwise(grouped, caplog, monkeypatch):
+    import utils.dataset_manifest
+    from utils.sample_info import MASK_LABELS, read_info
+
+    root, bad = grouped
+    mask = label_mask()
+    info = read_info(bad.info)
+    info[MASK_LABELS] = {"file": file_stamp(bad.mask), "voxels": {v: int(np.count_nonzero(mask == v)) for v in (0, 1, 3)}}
+    write_info(bad.info, info)
+    real = utils.dataset_manifest.load_nifti
+    read = []
+    monkeypatch.setattr(utils.dataset_manifest, "load_nifti", lambda path: read.append(path.name) or real(path))
+    assert run_routine("verse", root, caplog)[0] == 0
+    assert read == ["ok01_mask.nii.gz"]  # bad01 has a record that fits: its mask is not decompressed
+    info[MASK_LABELS]["file"] = {"size": 1, "crc32": 2}  # a record of another version of the file
+    write_info(bad.info, info)
+    read.clear()
+    assert run_routine("verse", root, caplog)[0] == 0
+    assert sorted(read) == ["bad01_mask.nii.gz", "ok01_mask.nii.gz"]
+    rows = list(load_workbook(root / "dataset_manifest.xlsx", read_only=True)["Manifest"].iter_rows(values_only=True))
+    assert [r[rows[0].index("valid_labels")] for r in rows[1:]] == ["[0, 1, 3]", "[0, 1, 3]"]
