@@ -24,6 +24,69 @@ def build(sheets) -> bytes:
     return buf.getvalue()
 
 
+CT = "{http://schemas.openxmlformats.org/package/2006/content-types}"
+PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+DOC_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+#: Elements whose text is data; anywhere else text between elements is not allowed by the schemas.
+TEXT_ELEMENTS = {f"{{{NS['m']}}}v", f"{{{NS['m']}}}t", "{http://purl.org/dc/terms/}created", "{http://purl.org/dc/terms/}modified"}
+
+
+def check_package(data: bytes, n_sheets: int) -> None:
+    """What Excel requires of the package, written out from the OOXML part and relationship rules."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+        parts = {name: ET.fromstring(zf.read(name)) for name in names}
+    sheets = [f"xl/worksheets/sheet{i}.xml" for i in range(1, n_sheets + 1)]
+    assert sorted(names) == sorted(["[Content_Types].xml", "_rels/.rels", "docProps/core.xml", "xl/workbook.xml",
+                                    "xl/_rels/workbook.xml.rels", "xl/styles.xml", *sheets])  # fmt: skip
+    for name, root in parts.items():
+        for element in root.iter():
+            if element.tag not in TEXT_ELEMENTS:
+                assert not (element.text or "").strip(), (name, element.tag, element.text)
+            assert not (element.tail or "").strip(), (name, element.tag, element.tail)
+    types = parts["[Content_Types].xml"]
+    assert types.tag == f"{CT}Types"
+    assert [(e.tag, e.attrib) for e in types if e.tag == f"{CT}Default"] == [
+        (f"{CT}Default", {"Extension": "rels", "ContentType": "application/vnd.openxmlformats-package.relationships+xml"}),
+        (f"{CT}Default", {"Extension": "xml", "ContentType": "application/xml"}),
+    ]
+    overrides = {e.get("PartName"): e.get("ContentType") for e in types if e.tag == f"{CT}Override"}
+    assert len([e for e in types if e.tag == f"{CT}Override"]) == len(overrides) == 3 + n_sheets
+    assert overrides == {
+        "/xl/workbook.xml": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+        "/xl/styles.xml": "application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml",
+        "/docProps/core.xml": "application/vnd.openxmlformats-package.core-properties+xml",
+        **{f"/{s}": SHEET_TYPE for s in sheets},
+    }
+    assert [(e.tag, e.attrib) for e in parts["_rels/.rels"]] == [
+        (f"{PKG_REL}Relationship", {"Id": "rId1", "Type": f"{DOC_REL}/officeDocument", "Target": "xl/workbook.xml"}),
+        (f"{PKG_REL}Relationship", {"Id": "rId2", "Type": "http://schemas.openxmlformats.org/package/2006/relationships/metadata/core-properties",
+                                    "Target": "docProps/core.xml"}),
+    ]  # fmt: skip
+    assert [e.attrib for e in parts["xl/_rels/workbook.xml.rels"]] == [
+        *({"Id": f"rId{i}", "Type": f"{DOC_REL}/worksheet", "Target": f"worksheets/sheet{i}.xml"} for i in range(1, n_sheets + 1)),
+        {"Id": f"rId{n_sheets + 1}", "Type": f"{DOC_REL}/styles", "Target": "styles.xml"},
+    ]
+    core = parts["docProps/core.xml"]
+    xsi = "{http://www.w3.org/2001/XMLSchema-instance}type"
+    assert [(e.tag.split("}")[1], e.get(xsi), e.text) for e in core] == [
+        ("created", "dcterms:W3CDTF", "1980-01-01T00:00:00Z"), ("modified", "dcterms:W3CDTF", "1980-01-01T00:00:00Z")]  # fmt: skip
+    styles = parts["xl/styles.xml"]
+    m = NS["m"]
+    assert [e.tag for e in styles] == [f"{{{m}}}{t}" for t in ("fonts", "fills", "borders", "cellStyleXfs", "cellXfs", "cellStyles")]
+    for group in styles:
+        assert int(group.get("count")) == len(group)
+    assert [f[0].get("patternType") for f in styles.find("m:fills", NS)] == ["none", "gray125"]
+    xf = styles.find("m:cellXfs/m:xf", NS).attrib
+    assert xf == {"numFmtId": "0", "fontId": "0", "fillId": "0", "borderId": "0", "xfId": "0"}
+    assert styles.find("m:cellStyles/m:cellStyle", NS).attrib == {"name": "Normal", "xfId": "0", "builtinId": "0"}
+    for sheet in sheets:
+        view = parts[sheet].find("m:sheetViews/m:sheetView", NS)
+        assert [e.tag.split("}")[1] for e in view] == ["pane", "selection"]
+        assert view.find("m:selection", NS).attrib == {"pane": "bottomLeft", "activeCell": "A2", "sqref": "A2"}
+
+
 def cells(data: bytes, index: int = 1) -> dict[str, tuple[str | None, str | None, str | None]]:
     """``{ref: (type, value text, xml:space)}`` of a worksheet part."""
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -78,6 +141,13 @@ def test_text_xml_cannot_hold_is_refused_naming_sheet_and_cell(bad):
     assert str(info.value) == f"sheet 'Data', cell C3: text holds control characters that an .xlsx file cannot store ({('x' + bad)!r})"
 
 
+def test_a_refused_text_is_quoted_to_its_first_40_characters():
+    long = "y" * 50 + "\x07"
+    with pytest.raises(ValueError) as info:
+        build({"S": (["a"], [[long]])})
+    assert str(info.value).endswith(f"({'y' * 40!r})")
+
+
 def test_tab_newline_and_carriage_return_are_allowed():
     got = cells(build({"S": (["t"], [["a\tb"], ["c\rd"]])}))
     assert got["A2"][1] == "a\tb" and got["A3"][0] == "inlineStr"
@@ -97,8 +167,8 @@ def test_workbook_parts_name_every_sheet_in_order_with_quotes_escaped():
     assert [s.get("sheetId") for s in sheets] == ["1", "2", "3"]
     rid = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
     assert [s.get(rid) for s in sheets] == ["rId1", "rId2", "rId3"]
-    targets = {r.get("Id"): r.get("Target") for r in rels}
-    assert targets == {"rId1": "worksheets/sheet1.xml", "rId2": "worksheets/sheet2.xml", "rId3": "worksheets/sheet3.xml", "rId4": "styles.xml"}
+    targets = [(r.get("Id"), r.get("Target")) for r in rels]
+    assert targets == [("rId1", "worksheets/sheet1.xml"), ("rId2", "worksheets/sheet2.xml"), ("rId3", "worksheets/sheet3.xml"), ("rId4", "styles.xml")]
     for i in (1, 2, 3):
         assert f"xl/worksheets/sheet{i}.xml" in names and f'PartName="/xl/worksheets/sheet{i}.xml"' in types
     assert "xl/worksheets/sheet4.xml" not in names
@@ -107,6 +177,8 @@ def test_workbook_parts_name_every_sheet_in_order_with_quotes_escaped():
     assert all((info.external_attr >> 16) == 0o600 for info in infos)
     book = openpyxl.load_workbook(io.BytesIO(data))
     assert book.sheetnames == ['My "first"', "B&C", "third"] and book["B&C"].max_row == 1
+    check_package(data, 3)
+    check_package(build({"only": (["a", "b"], [[1, None], ["x", True]])}), 1)
 
 
 def test_first_row_is_frozen():
@@ -117,7 +189,9 @@ def test_first_row_is_frozen():
 
 def test_a_sheet_larger_than_the_write_buffer_is_complete():
     rows = [[i, f"row {i} " + "x" * 1000] for i in range(2500)]  # ~2.6 MB of XML: flushed in several chunks
-    got = cells(build({"Big": (["n", "text"], rows)}))
+    data = build({"Big": (["n", "text"], rows), "Small": (["a"], [[1]])})
+    check_package(data, 2)
+    got = cells(data)
     assert len(got) == 2 * 2501
     assert got["A2"][1] == "0" and got["B2"][1] == "row 0 " + "x" * 1000
     assert got["A2501"][1] == "2499" and got["B2501"][1] == "row 2499 " + "x" * 1000
