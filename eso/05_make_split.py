@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 from eso.archive import DESCRIPTOR_DIR, EsoRules
 from eso.split import site_split
 from utils.cli import add_common_args, fail, run_main, setup_logging
-from utils.splits import write_split_sheet
+from utils.review.exclusion import write_reviewed_split
+from utils.review.options import add_review_args, default_review_path, resolve_review
 from utils.spreadsheet import read_sheet
 
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val_ratio", type=float, required=True, help="share of the remaining patients in val, in [0, 1]")
     parser.add_argument("--random_seed", type=int, default=0, help="seed of the split (default 0)")
     parser.add_argument("--rules", type=Path, default=DESCRIPTOR_DIR / "archive.yaml", help="archive rules (site names and codes)")
+    add_review_args(parser, "samples marked fail are left out of the split and recorded in sheet QcReviewExcluded")
     return add_common_args(parser, workers=False)
 
 
@@ -45,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         site = rules.site_code(args.site)
         if site is None:
             return fail(f"--site {args.site!r} is not a known site (expected one of {list(rules.sites.values())} or {list(rules.sites)})")
-        rows, labels = site_split(read_sheet(args.manifest_file), site, args.test_ratio, args.val_ratio, args.random_seed)
-        write_split_sheet(args.manifest_file, args.split_name, rows, labels)
+        review = resolve_review(args.review, default_review_path(args.manifest_file.parent), disabled=args.no_review, dataset="eso")
+        manifest = read_sheet(args.manifest_file)
+        rows, labels = site_split(manifest, site, args.test_ratio, args.val_ratio, args.random_seed)
+        write_reviewed_split(args.manifest_file, args.split_name, rows, labels, review, manifest_ids=manifest.get("ID", []))
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     return 0

@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 from nme.archive import DESCRIPTOR_DIR, NmeRules
 from nme.splits import cross_site_split
 from utils.cli import add_common_args, fail, run_main, setup_logging
+from utils.review.exclusion import write_reviewed_split
+from utils.review.options import add_review_args, default_review_path, resolve_review
 from utils.spreadsheet import read_sheet
-from utils.splits import write_split_sheet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val_ratio", type=float, required=True, help="share of the remaining pooled patients in val (second stage), e.g. 0.2")
     parser.add_argument("--random_seed", type=int, required=True, help="seed; the same seed and pids give the same split")
     parser.add_argument("--rules", type=Path, default=DESCRIPTOR_DIR / "archive.yaml", help="(addition) rules naming the predefined sites")
+    add_review_args(parser, "samples marked fail are left out of the split and recorded in sheet QcReviewExcluded")
     return add_common_args(parser, workers=False)
 
 
@@ -41,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose - args.quiet)
     try:
         rules = NmeRules.load(args.rules)
-        rows, labels = cross_site_split(read_sheet(args.manifest_file), rules.predefined_sites, args.test_ratio, args.val_ratio, args.random_seed)
-        write_split_sheet(args.manifest_file, args.split_name, rows, labels)
+        review = resolve_review(args.review, default_review_path(args.manifest_file.parent), disabled=args.no_review, dataset="nme")
+        manifest = read_sheet(args.manifest_file)
+        rows, labels = cross_site_split(manifest, rules.predefined_sites, args.test_ratio, args.val_ratio, args.random_seed)
+        write_reviewed_split(args.manifest_file, args.split_name, rows, labels, review, manifest_ids=manifest.get("ID", []))
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     return 0

@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from nme.splits import predefined_split
 from utils.cli import add_common_args, fail, run_main, setup_logging
+from utils.review.exclusion import write_reviewed_split
+from utils.review.options import add_review_args, default_review_path, resolve_review
 from utils.spreadsheet import read_sheet
-from utils.splits import write_split_sheet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split_name", required=True, help="worksheet and column name, e.g. split01_Tongji")
     parser.add_argument("--site", nargs="+", required=True, help="sites to include, e.g. Tongji or Yunnan Zhongnan HKU-SZH")
     parser.add_argument("--collection", nargs="+", required=True, help="collections to include, e.g. train-val test-inner-01")
+    add_review_args(parser, "samples marked fail are left out of the split and recorded in sheet QcReviewExcluded")
     return add_common_args(parser, workers=False)
 
 
@@ -34,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
-        rows, labels = predefined_split(read_sheet(args.manifest_file), args.site, args.collection)
-        write_split_sheet(args.manifest_file, args.split_name, rows, labels)
+        review = resolve_review(args.review, default_review_path(args.manifest_file.parent), disabled=args.no_review, dataset="nme")
+        manifest = read_sheet(args.manifest_file)
+        rows, labels = predefined_split(manifest, args.site, args.collection)
+        write_reviewed_split(args.manifest_file, args.split_name, rows, labels, review, manifest_ids=manifest.get("ID", []))
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     return 0

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 from utils.cli import add_common_args, fail, run_main, setup_logging
 from utils.export import FORMATS
 from utils.export.files import LINK_MODES, ExportConflict
+from utils.review.options import add_review_args, default_review_path, resolve_review
 
 logger = logging.getLogger("export_dataset")
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export that differs")
     parser.add_argument("--headers_only", action="store_true", help="check image headers only, take labels from the manifest (fast)")
     parser.add_argument("--allow_patient_overlap", action="store_true", help="export a split where a patient has scans in several subsets (warned)")
+    add_review_args(parser, "samples of the split marked fail are left out and listed in qc_review_excluded.json")
     return add_common_args(parser)
 
 
@@ -55,11 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     from utils.export.run import export_split  # heavy modules (pandas, nibabel) only when exporting
 
     try:
+        root_dir = args.root_dir if args.root_dir is not None else args.manifest_file.parent
+        review = resolve_review(args.review, default_review_path(root_dir), disabled=args.no_review)
         result = export_split(
             args.manifest_file, args.split_name, list(dict.fromkeys(args.format)), args.output_dir,
             root_dir=args.root_dir, dataset=args.dataset, label_map_file=args.label_map, dataset_id=args.dataset_id,
             link=args.link, overwrite=args.overwrite, headers_only=args.headers_only,
             allow_patient_overlap=args.allow_patient_overlap, workers=args.workers, show_progress=not args.no_pbar,
+            review=review,
         )  # fmt: skip
     except ExportConflict as exc:
         logger.error("%s", exc)

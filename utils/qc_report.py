@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from utils.cli import add_common_args, fail, positive_int, run_main, setup_logging
+from utils.review.options import add_review_args, default_review_path, resolve_review
 from utils.report.dataset_profile import GENERIC, ReportProfile, Window, available_profiles, detect_profile
 from utils.sample_info import SampleDir, find_samples, read_info
 
@@ -52,6 +53,9 @@ def build_parser(datasets: list[str]) -> argparse.ArgumentParser:
                      help="display window from these percentiles of the planes shown (e.g. 1 99.5)")
     parser.add_argument("--panel_size", type=positive_int, default=256, metavar="PX",
                         help="picture pixels along the largest physical extent of a sample (default %(default)s)")
+    add_review_args(parser, "the page shows its verdicts and its review controls start from them")
+    parser.add_argument("--diff", type=Path, metavar="FILE",
+                        help="(addition) JSON written by utils/diff_datasets.py: the page shows what changed since the old release")
     return add_common_args(parser)  # fmt: skip
 
 
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose - args.quiet)
     from utils.labels import LabelError, LabelMap
     from utils.mask_qc import threads_per_sample
+    from utils.diff.report_json import read_diff_json
     from utils.report.build import build_report, read_small_regions
 
     try:
@@ -119,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         if label_map is None:
             logger.warning("no label map: the legend shows label values only and no label is flagged as unknown")
         small = read_small_regions(args.small_region_manifest) if args.small_region_manifest else None
+        review = resolve_review(args.review, default_review_path(args.root_dir), disabled=args.no_review,
+                                dataset=None if profile is GENERIC else profile.dataset)
+        diff = read_diff_json(args.diff) if args.diff else None
     except (OSError, ValueError, LabelError) as exc:
         return fail(str(exc))
     outputs = build_report(
@@ -134,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         threads=threads_per_sample(args.workers),
         show_progress=not args.no_pbar,
+        review=review,
+        diff=diff,
     )
     n_bytes = sum(r.image_bytes for r in outputs.records)
     n_failed = sum(r.error is not None for r in outputs.records)

@@ -25,7 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from utils.lazy_import import lazy_import
-from utils.spreadsheet import MAIN_SHEET, add_sheet, is_missing, read_sheet, require_columns, write_sheets
+from utils.spreadsheet import MAIN_SHEET, add_sheet, is_missing, read_sheet, replace_sheets, require_columns, write_sheets
 
 pd = lazy_import("pandas")
 
@@ -125,8 +125,18 @@ def grouped_random_split(group_keys: Iterable[str], test_ratio: float, val_ratio
     return assignment
 
 
-def write_split_sheet(manifest_file: Path, split_name: str, rows: pd.DataFrame, labels: Sequence[str]) -> None:
+def write_split_sheet(
+    manifest_file: Path,
+    split_name: str,
+    rows: pd.DataFrame,
+    labels: Sequence[str],
+    *,
+    extra_sheets: Mapping[str, pd.DataFrame | None] | None = None,
+) -> None:
     """Add (or replace) the split worksheet: ``rows`` plus a ``split_name`` column of ``labels``.
+
+    ``extra_sheets`` (sheet name -> content, None to remove it) are written in the same atomic
+    rewrite of the workbook, e.g. the record of the samples a QC review left out.
 
     Raises
     ------
@@ -143,7 +153,10 @@ def write_split_sheet(manifest_file: Path, split_name: str, rows: pd.DataFrame, 
         raise ValueError(f"split {split_name!r}: the manifest already has a column of that name")
     sheet = rows.reset_index(drop=True).copy()
     sheet[split_name] = list(labels)
-    replaced = add_sheet(manifest_file, split_name, sheet)
+    if extra_sheets:
+        replaced = replace_sheets(manifest_file, {split_name: sheet, **extra_sheets})[split_name]
+    else:
+        replaced = add_sheet(manifest_file, split_name, sheet)
     counts = sheet[split_name].value_counts().reindex(SUBSETS, fill_value=0)
     logger.info(
         "%s sheet %s in %s: %s",

@@ -40,6 +40,7 @@ __all__ = [
     "sheet_names",
     "write_sheets",
     "add_sheet",
+    "replace_sheets",
     "format_list",
     "parse_list",
     "is_missing",
@@ -212,23 +213,58 @@ def add_sheet(path: PathLike, name: str, frame: pd.DataFrame, *, protected: tupl
     ValueError
         ``name`` is protected or not a valid Excel sheet name.
     """
+    return replace_sheets(path, {name: frame}, protected=protected)[name]
+
+
+def replace_sheets(
+    path: PathLike, sheets: Mapping[str, pd.DataFrame | None], *, protected: tuple[str, ...] = (MAIN_SHEET,)
+) -> dict[str, bool]:
+    """Add, replace or remove several worksheets of an existing workbook in one atomic rewrite.
+
+    Parameters
+    ----------
+    path : str or Path
+        Existing ``.xlsx``.
+    sheets : mapping of str to DataFrame or None
+        Sheet name -> new content (added at the end, or replaced where it is); None removes the sheet.
+    protected : tuple of str
+        Sheets that may never be replaced or removed this way.
+
+    Returns
+    -------
+    existed : dict of str to bool
+        Sheet name -> True when a sheet of that name existed.
+
+    Raises
+    ------
+    ValueError
+        A protected or invalid sheet name.
+    """
     path = Path(path)
-    if name in protected:
-        raise ValueError(f"{path}: sheet {name!r} cannot be replaced; choose another name")
-    _check_sheet_name(name)
-    _check_frame(frame, name)
+    for name, frame in sheets.items():
+        if name in protected:
+            raise ValueError(f"{path}: sheet {name!r} cannot be replaced; choose another name")
+        _check_sheet_name(name)
+        if frame is not None:
+            _check_frame(frame, name)
     wb = _open_workbook(path)
-    replaced = name in wb.sheetnames
-    if replaced:
-        index = wb.sheetnames.index(name)
-        wb.remove(wb[name])
-        ws = wb.create_sheet(title=name, index=index)
-    else:
-        ws = wb.create_sheet(title=name)
-    _fill_sheet(ws, frame)
+    existed = {}
+    for name, frame in sheets.items():
+        existed[name] = name in wb.sheetnames
+        if existed[name]:
+            index = wb.sheetnames.index(name)
+            wb.remove(wb[name])
+            if frame is None:
+                continue
+            ws = wb.create_sheet(title=name, index=index)
+        elif frame is None:
+            continue
+        else:
+            ws = wb.create_sheet(title=name)
+        _fill_sheet(ws, frame)
     with atomic_path(path) as tmp:
         _save_reproducibly(wb, tmp)
-    return replaced
+    return existed
 
 
 def read_sheet(path: PathLike, sheet: str = MAIN_SHEET, *, missing_ok: bool = False) -> pd.DataFrame | None:

@@ -45,6 +45,8 @@ from utils.export.files import StagedFolder, commit_folders, place_file, write_j
 from utils.export.verify import check_case
 from utils.labels import LabelMap, remap_labels
 from utils.nifti_io import load_nifti, read_mask, save_nifti
+from utils.review.exclusion import EXPORT_RECORD, Exclusion, export_record, select_reviewed
+from utils.review.review_file import QcReview
 from utils.splits import SUBSETS
 from utils.spreadsheet import read_sheet
 
@@ -179,6 +181,7 @@ def export_split(
     allow_patient_overlap: bool = False,
     workers: int = 1,
     show_progress: bool = True,
+    review: QcReview | None = None,
 ) -> ExportResult:
     """Export the samples of one split worksheet.
 
@@ -209,6 +212,9 @@ def export_split(
         Export a split where a patient has scans in several subsets (warned about).
     workers : int
     show_progress : bool
+    review : QcReview, optional
+        Samples of the split it marks ``fail`` are left out, logged and listed in
+        ``qc_review_excluded.json`` of every format folder (:mod:`utils.review.exclusion`).
 
     Returns
     -------
@@ -235,6 +241,11 @@ def export_split(
     check_label_map_matches_manifest(label_map, list(frame.columns), str(manifest_file))
     plan = LabelPlan.from_label_map(label_map)
     cases = read_split_cases(frame, manifest_file, split_name, descriptor, root_dir, label_map)
+    excluded: list[Exclusion] = []
+    if review is not None:
+        review.check_dataset(descriptor.key)
+        kept, excluded = select_reviewed(cases, review, sample_id=lambda c: c.case_id, subset=lambda c: c.subset, context=f"the export of split {split_name}")
+        cases = [cases[i] for i in kept]
     overlaps = patient_overlaps(cases)
     if overlaps:
         message = f"split {split_name!r}: {len(overlaps)} patient(s) have scans in more than one subset: {format_overlaps(overlaps)}"
@@ -285,6 +296,9 @@ def export_split(
             lines = satds.records(descriptor, plan, cases, folders["satds"].final)
             atomic_write_text(folders["satds"].staging / satds.jsonl_name(descriptor), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
             write_json(folders["satds"].staging / "split.json", satds.split_json(cases))
+        if excluded:
+            for folder in folders.values():
+                write_json(folder.staging / EXPORT_RECORD, export_record(excluded, review, split_name))  # type: ignore[arg-type]
         status = commit_folders(list(folders.values()), overwrite)
         result.status = {fmt: status[folder.final] for fmt, folder in folders.items()}
     finally:

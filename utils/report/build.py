@@ -12,11 +12,13 @@ from utils.aliases import PathLike
 from utils.atomic import atomic_write_text
 from utils.cli import RunReport, run_per_sample
 from utils.labels import LabelMap
-from utils.report.card import DatasetCard, write_card
+from utils.report.card import DatasetCard, card_json, write_card
+from utils.report.diff_section import diff_section
 from utils.report.page import render_index
 from utils.report.dataset_profile import ReportProfile, Window
 from utils.report.sample import SampleJob, SampleRecord, plain, sample_key
 from utils.report.stats import label_table, resolution_table, summary_table
+from utils.review.review_file import QcReview, report_digest
 from utils.sample_info import SampleDir, read_info
 
 __all__ = ["ReportOutputs", "build_report", "read_small_regions", "INDEX_HTML", "CARD_MD", "CARD_JSON"]
@@ -93,6 +95,8 @@ def build_report(
     workers: int = 1,
     threads: int = 1,
     show_progress: bool = True,
+    review: QcReview | None = None,
+    diff: dict[str, Any] | None = None,
 ) -> ReportOutputs:
     """Render every sample (in ``workers`` processes) and write the page and the card.
 
@@ -120,6 +124,10 @@ def build_report(
         Processes over samples; threads per sample.
     show_progress : bool
         tqdm bar.
+    review : QcReview, optional
+        Review file whose verdicts the page shows (the page's review controls start from them).
+    diff : dict, optional
+        A release diff (``utils/diff_datasets.py`` JSON) shown as a section of the page.
     """
     root_dir, output_dir = Path(root_dir), Path(output_dir)
     job = SampleJob(root_dir, output_dir, profile.group_by, window, label_map, dict(small_regions or {}), panel_px, threads)
@@ -152,5 +160,7 @@ def build_report(
     outputs = ReportOutputs(output_dir / INDEX_HTML, output_dir / CARD_MD, output_dir / CARD_JSON, records, run)
     write_card(card, outputs.card_md, outputs.card_json)
     names = {lab.index: lab.short for lab in label_map} if label_map is not None else {}
-    atomic_write_text(outputs.index, render_index(card, records, names))
+    diff_html = diff_section(diff) if diff is not None else ""
+    page = render_index(card, records, names, digest=report_digest(card_json(card)), review=review, diff_html=diff_html)
+    atomic_write_text(outputs.index, page)
     return outputs

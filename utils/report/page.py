@@ -15,7 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 from utils.report.card import DatasetCard, format_triple, format_volume, label_display_name
+from utils.report.review_page import REVIEW_CSS, REVIEW_JS, review_cell, review_controls, review_data_script
 from utils.report.sample import SampleRecord
+from utils.review.review_file import QcReview
 
 __all__ = ["render_index"]
 
@@ -60,9 +62,11 @@ _JS = """
   var table=document.getElementById('samples');if(!table)return;
   var rows=Array.prototype.slice.call(table.tBodies[0].rows);
   var text=document.getElementById('filter'),flagged=document.getElementById('flagged'),errors=document.getElementById('errors'),shown=document.getElementById('shown');
+  function rowText(r){return Array.prototype.filter.call(r.cells,function(c){return !c.classList.contains('review');})
+    .map(function(c){return c.textContent;}).join(' ')+(window.qcReviewText?window.qcReviewText(r):'');}
   function apply(){var t=text.value.toLowerCase(),n=0;
-    rows.forEach(function(r){var ok=(!t||r.textContent.toLowerCase().indexOf(t)>=0)&&(!flagged.checked||r.getAttribute('data-flags')!=='0')
-      &&(!errors.checked||r.classList.contains('error'));r.hidden=!ok;if(ok)n++;});
+    rows.forEach(function(r){var ok=(!t||rowText(r).toLowerCase().indexOf(t)>=0)&&(!flagged.checked||r.getAttribute('data-flags')!=='0')
+      &&(!errors.checked||r.classList.contains('error'))&&(!window.qcReviewFilter||window.qcReviewFilter(r));r.hidden=!ok;if(ok)n++;});
     shown.textContent=n+' of '+rows.length+' samples shown';}
   [text,flagged,errors].forEach(function(e){e.addEventListener('input',apply);e.addEventListener('change',apply);});
   apply();
@@ -90,7 +94,7 @@ def _labels_cell(record: SampleRecord, names: dict[int, str]) -> str:
     return f'<td class="labels" data-sort="{len(items)}">{", ".join(items) or "none"}</td>'
 
 
-def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, str]) -> str:
+def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, str], review: dict[str, str] | None = None) -> str:
     cells = []
     if record.image:
         src = escape(quote(record.image))
@@ -98,6 +102,7 @@ def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, 
     else:
         cells.append("<td></td>")
     cells.append(f'<td class="id" title="{escape(record.path)}">{escape(record.id)}</td>')
+    cells.append(review_cell(review))
     cells += [f"<td>{escape('' if record.group.get(c) is None else str(record.group.get(c)))}</td>" for c in group_by]
     if record.error:
         cells += ["<td></td>"] * 4
@@ -113,10 +118,18 @@ def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, 
     cells.append(f'<td class="steps">{escape(", ".join(record.history))}</td>')
     cls = ' class="error"' if record.error else ""
     n_flags = len(record.flags) + (1 if record.error else 0)
-    return f'<tr{cls} data-flags="{n_flags}">' + "".join(cells) + "</tr>"
+    return f'<tr{cls} data-flags="{n_flags}" data-id="{escape(record.id)}">' + "".join(cells) + "</tr>"
 
 
-def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict[int, str]) -> str:
+def render_index(
+    card: DatasetCard,
+    records: Sequence[SampleRecord],
+    names: dict[int, str],
+    *,
+    digest: str = "",
+    review: QcReview | None = None,
+    diff_html: str = "",
+) -> str:
     """The whole page.
 
     Parameters
@@ -127,14 +140,21 @@ def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict
         One row each (failed samples included, with their error).
     names : dict
         ``{label: short name}`` for the labels column.
+    digest : str
+        :func:`utils.review.review_file.report_digest` of the card: keys the browser's review marks.
+    review : QcReview, optional
+        The review file found: its verdicts are shown (:mod:`utils.report.review_page`).
+    diff_html : str
+        A release-diff section (:mod:`utils.report.diff_section`), shown above the samples.
     """
+    entries = {sid: e.to_dict() for sid, e in review.entries.items()} if review is not None else {}
     res = card.resolution
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>QC report: {escape(card.title)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{_CSS}{REVIEW_CSS}</style></head><body>",
         f"<h1>QC report: {escape(card.title)}</h1>",
         f'<p class="meta">{card.n_samples} samples, {card.n_with_mask} with a mask'
         + (f', <b>{card.n_failed} not readable</b>' if card.n_failed else "")
@@ -169,21 +189,25 @@ def render_index(card: DatasetCard, records: Sequence[SampleRecord], names: dict
         f'<p class="note">Cases: samples whose mask holds the label; percentage of the {card.n_with_mask} samples with a '
         "mask. Volume = voxel count × voxel volume, over the cases.</p>",
         "</div></div>",
+        diff_html,
         "<h2>Samples</h2>",
+        review_controls(review, digest, {r.id for r in records}),
         '<div class="controls"><input type="search" id="filter" placeholder="filter: ID, subset, label, flag, step…"> '
         '<label><input type="checkbox" id="flagged"> flagged only</label> '
         '<label><input type="checkbox" id="errors"> errors only</label> '
         f'<span id="shown" class="meta">{len(records)} samples</span></div>',
-        '<table id="samples" class="sortable"><thead><tr><th>picture</th><th>ID</th>'
+        '<table id="samples" class="sortable"><thead><tr><th>picture</th><th>ID</th><th>review</th>'
         + "".join(f"<th>{escape(c)}</th>" for c in card.group_by)
         + "<th>shape</th><th>spacing (mm)</th><th>orientation</th><th>labels present</th><th>flags</th><th>history</th></tr></thead><tbody>",
-        *(_sample_row(r, card.group_by, names) for r in records),
+        *(_sample_row(r, card.group_by, names, entries.get(r.id)) for r in records),
         "</tbody></table>",
         '<p class="note">Flags (hover for details): reoriented / resampled — routine 02 moved the mask onto the volume '
         "grid; qform_sform — the archive file's qform and sform disagree; warnings — other warnings in the info yaml; "
         "unknown_labels — mask values missing from the label map; small_regions — rows in the small-region manifest; "
         "oblique — voxel axes not aligned with the patient axes; no_mask; empty_mask.</p>",
+        review_data_script(card.dataset, digest, review),
         f"<script>{_JS}</script>",
+        f"<script>{REVIEW_JS}</script>",
         "</body></html>",
         "",
     ]
