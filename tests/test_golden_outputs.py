@@ -1,9 +1,11 @@
 """Every output of the demo pipelines is pinned, and a difference is named: file, and voxels, header field or cell.
 
 One run per dataset of the tutorial's routines on the demo archive (per-sample routines, mask-QC tools,
-dataset manifest, splits, index manifests, the training export and the QC report) is described by
-:mod:`tests.golden_files` and compared with ``tests/golden/<dataset>.json``. The NIfTI voxels and headers
-were first pinned by the code before the label core was rewritten for speed (issue 9).
+dataset manifest, every split and index manifest of ``run_pipeline.sh``, the training export of the first
+split and the QC report) is described by :mod:`tests.golden_files` and compared with
+``tests/golden/<dataset>.json``. The NIfTI voxels and headers were first pinned by the code before the
+label core was rewritten for speed (issue 9); the split sheets, index manifests and exports by the code
+before the QC review loop (issue 22): a run without a review file writes what it wrote before.
 
 Regenerate the golden files only for an intended change of output::
 
@@ -34,13 +36,23 @@ def _pipeline_commands(dataset: str, root: Path) -> list[tuple[str, ...]]:
     return [c for c in _release_commands(dataset, root) if not c[0].endswith(_AFTER_MANIFEST)]
 
 
+#: NME's predefined splits as the tutorial makes them: name, sites, collections.
+NME_PREDEFINED = (
+    ("split01_Tongji", "Tongji", "train-val test-inner-01"),
+    ("split02_Yunnan", "Yunnan", "test-outer-02"),
+    ("split03_Zhongnan", "Zhongnan", "test-outer-03"),
+    ("split04_HKU-SZH", "HKU-SZH", "test-outer-04"),
+    ("split05_External", "Yunnan Zhongnan HKU-SZH", "test-outer-02 test-outer-03 test-outer-04"),
+    ("split06_Whole", "Tongji Yunnan Zhongnan HKU-SZH", "train-val test-inner-01 test-outer-02 test-outer-03 test-outer-04"),
+)
+
 #: Scripts that run after the dataset manifest: splits, index manifests, export, QC report.
 _AFTER_MANIFEST = ("_split.py", "_split_predefined.py", "_split_across_sites.py", "_index_manifest.py", "export_dataset.py", "qc_report.py")
 
 
 def _release_commands(dataset: str, root: Path) -> list[tuple[str, ...]]:
-    """The tutorial's routines of ``dataset`` as ``run_pipeline.sh`` chains them (a subset of its splits), then the
-    export of one split and the QC report."""
+    """The tutorial's routines of ``dataset`` as ``run_pipeline.sh`` chains them (every split and index manifest),
+    the export of its first split and the QC report."""
     a, g, d = root / "archive", root / "grouped", root / "descriptor"
     m = g / "dataset_manifest.xlsx"
     first = [
@@ -60,8 +72,10 @@ def _release_commands(dataset: str, root: Path) -> list[tuple[str, ...]]:
             ("verse/05_gen_dataset_manifest.py", "--root_dir", g, "--output_manifest_file", m),
             ("verse/06_make_split.py", "--manifest_file", m, "--split_name", "split01_standard"),
             ("verse/06_make_split.py", "--manifest_file", m, "--split_name", "split02_verse19", "--inclusion", "VerSe19"),
-            ("verse/07_extract_split_index_manifest.py", "--manifest_file", m, "--split_name", "split01_standard",
-             "--output_index_manifest_dir", g / "splits" / "split01_standard", *subsets),
+            ("verse/06_make_split.py", "--manifest_file", m, "--split_name", "split03_verse20", "--inclusion", "VerSe20"),
+            *(("verse/07_extract_split_index_manifest.py", "--manifest_file", m, "--split_name", name,
+               "--output_index_manifest_dir", g / "splits" / name, *subsets)
+              for name in ("split01_standard", "split02_verse19", "split03_verse20")),
         ]  # fmt: skip
         split = "split01_standard"
     elif dataset == "eso":
@@ -77,20 +91,25 @@ def _release_commands(dataset: str, root: Path) -> list[tuple[str, ...]]:
              "--test_ratio", "0.4", "--val_ratio", "0.2", "--random_seed", "0"),
             ("eso/05_make_split.py", "--manifest_file", m, "--split_name", "split02_SYTH", "--site", "SYTH",
              "--test_ratio", "1.0", "--val_ratio", "0.0"),
+            ("eso/05_make_split.py", "--manifest_file", m, "--split_name", "split03_XY", "--site", "XY",
+             "--test_ratio", "1.0", "--val_ratio", "0.0"),
             ("eso/06_extract_split_index_manifest.py", "--manifest_file", m, "--split_name", "split01_TJ",
              "--output_index_manifest_dir", g / "splits" / "split01_TJ", *subsets),
+            *(("eso/06_extract_split_index_manifest.py", "--manifest_file", m, "--split_name", name,
+               "--output_index_manifest_dir", g / "splits" / name, "--subsets", "test") for name in ("split02_SYTH", "split03_XY")),
         ]  # fmt: skip
         split = "split01_TJ"
     else:
         steps = first + [
             ("nme/03_extract_binary_masks.py", "--root_dir", g, "--label_explanation", d / "label_map.yaml"),
             ("nme/04_gen_dataset_manifest.py", "--root_dir", g, "--output_manifest_file", m),
-            ("nme/05_make_split_predefined.py", "--manifest_file", m, "--split_name", "split01_Tongji", "--site", "Tongji",
-             "--collection", "train-val", "test-inner-01"),
+            *(("nme/05_make_split_predefined.py", "--manifest_file", m, "--split_name", name, "--site", *sites.split(),
+               "--collection", *collections.split()) for name, sites, collections in NME_PREDEFINED),
             ("nme/05_make_split_across_sites.py", "--manifest_file", m, "--split_name", "split07_Mix",
              "--test_ratio", "0.3", "--val_ratio", "0.2", "--random_seed", "0"),
-            ("nme/06_extract_split_index_manifest.py", "--manifest_file", m, "--split_name", "split01_Tongji",
-             "--output_index_manifest_dir", g / "splits" / "split01_Tongji", *subsets),
+            *(("nme/06_extract_split_index_manifest.py", "--manifest_file", m, "--split_name", name,
+               "--output_index_manifest_dir", g / "splits" / name, *(subsets if name in ("split01_Tongji", "split06_Whole") else ("--subsets", "test")))
+              for name, _, _ in NME_PREDEFINED),
             ("nme/06_extract_split_index_manifest.py", "--manifest_file", m, "--split_name", "split07_Mix",
              "--output_index_manifest_dir", g / "splits" / "split07_Mix", *subsets),
         ]  # fmt: skip
