@@ -229,3 +229,15 @@ def test_split_sheet_and_index_manifest_messages_name_the_routine_to_run(tmp_pat
     with caplog.at_level("INFO", logger="utils.splits"):
         extract_index_manifests(path, "ok", [["test"]], out)
     assert [r.getMessage() for r in caplog.records] == [f"wrote {out / 'ok_test.xlsx'} (1 samples)"]
+
+
+def test_a_split_sheet_and_its_extra_sheets_are_written_together(tmp_path, caplog):
+    path = manifest(tmp_path)
+    write_split_sheet(path, "sp", pd.DataFrame({"ID": ["s1"]}), ["train"], extra_sheets={"Excluded": pd.DataFrame({"ID": ["s2"]})})
+    assert load_workbook(path, read_only=True).sheetnames == ["Manifest", "sp", "Excluded"]
+    assert sheet_rows(path, "Excluded") == [("ID",), ("s2",)]
+    with caplog.at_level("INFO", logger="utils.splits"):
+        write_split_sheet(path, "sp", pd.DataFrame({"ID": ["s1", "s3"]}), ["test", "val"], extra_sheets={"Excluded": None})
+    assert load_workbook(path, read_only=True).sheetnames == ["Manifest", "sp"]  # removed in the same rewrite
+    assert sheet_rows(path, "sp") == [("ID", "sp"), ("s1", "test"), ("s3", "val")]
+    assert [r.getMessage() for r in caplog.records] == [f"replaced sheet sp in {path}: train 0, val 1, test 1"]
