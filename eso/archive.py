@@ -20,7 +20,7 @@ import yaml
 
 from utils.aliases import PathLike
 from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import SKIPPED_REASON, ArchiveScan, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
+from utils.archive_scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, ArchiveScan, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
 from utils.lazy_import import lazy_import
 from utils.metadata_sheets import MetaTable, SheetIssue, canonical_id, issues_frame, match_metadata, read_metadata_sheet
 from utils.nifti_io import nifti_stem
@@ -64,7 +64,7 @@ METADATA_ISSUES_SHEET = "MetadataIssues"
 
 #: Column names the manifests use; a metadata column of that name is renamed ``meta_<name>``.
 RESERVED_COLUMNS = (
-    *ARCHIVE_COLUMNS, "ID", "valid_labels", "info", "volume", "mask", "vol_dtype", "mask_dtype", "subset", "attributes", "history",
+    *ARCHIVE_COLUMNS, *FILE_CHECK_COLUMNS, "ID", "valid_labels", "info", "volume", "mask", "vol_dtype", "mask_dtype", "subset", "attributes", "history",
 )  # fmt: skip
 
 _REQUIRED_GROUPS = ("site", "phase", "pid", "kind")
@@ -233,7 +233,7 @@ def load_site_metadata(archive_root: Path, rules: EsoRules) -> dict[str, MetaTab
 
 def attribute_columns(frame: pd.DataFrame) -> list[str]:
     """Metadata attribute columns of an archive manifest (those after the standard ones)."""
-    return [c for c in frame.columns if c not in ARCHIVE_COLUMNS and c != SKIPPED_REASON]
+    return [c for c in frame.columns if c not in ARCHIVE_COLUMNS and c not in FILE_CHECK_COLUMNS and c != SKIPPED_REASON]
 
 
 def build_archive_manifest(
@@ -267,7 +267,7 @@ def build_archive_manifest(
     issues = [issue for table in tables.values() for issue in table.issues]
     attributes = list(dict.fromkeys(c for table in tables.values() for c in table.columns))
     if records.empty:
-        records = pd.DataFrame(columns=[*ARCHIVE_COLUMNS, "qform_sform_mm"])
+        records = pd.DataFrame(columns=[*ARCHIVE_COLUMNS, *FILE_CHECK_COLUMNS, "qform_sform_mm"])
     values: dict[tuple[str, str], dict[str, Any]] = {}
     for code, table in tables.items():
         pids = records.loc[records["site"] == code, "pid"].astype(str).unique()
@@ -277,8 +277,8 @@ def build_archive_manifest(
     for column in attributes:
         records[column] = [values.get((s, str(p)), {}).get(column) for s, p in zip(records["site"], records["pid"])]
     records["diff_trans_f_norm"] = add_affine_diff_norm(records, ["site", "phase", "pid"]) if len(records) else []
-    warn_qform_sform(records)
-    return records[ARCHIVE_COLUMNS + attributes].reset_index(drop=True), skipped, issues
+    warn_file_findings(records)
+    return records[ARCHIVE_COLUMNS + attributes + FILE_CHECK_COLUMNS].reset_index(drop=True), skipped, issues
 
 
 def _plain(value: Any) -> Any:

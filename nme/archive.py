@@ -18,7 +18,7 @@ import yaml
 
 from utils.aliases import PathLike
 from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import SKIPPED_REASON, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
+from utils.archive_scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
 from utils.labels import LabelMap
 from utils.lazy_import import lazy_import
 from utils.nifti_io import nifti_stem
@@ -176,10 +176,10 @@ def build_archive_manifest(
     """
     records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, dask_scheduler=dask_scheduler, show_progress=show_progress)
     if records.empty:
-        return pd.DataFrame(columns=ARCHIVE_COLUMNS), skipped
+        return pd.DataFrame(columns=ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS), skipped
     records["diff_trans_f_norm"] = add_affine_diff_norm(records, _PAIR_KEY)
-    warn_qform_sform(records)
-    return records[ARCHIVE_COLUMNS].reset_index(drop=True), skipped
+    warn_file_findings(records)
+    return records[ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS].reset_index(drop=True), skipped
 
 
 def _parsed_manifest(manifest: pd.DataFrame, rules: NmeRules) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -16,6 +16,7 @@ from openpyxl import Workbook, load_workbook
 from eso.archive import ARCHIVE_COLUMNS, DESCRIPTOR_DIR, EsoRules, parse_archive_path
 from eso.demo_archive import DEMO_SITES, NO_MASK, ORPHAN_PID, make_demo_archive, scan_arrays
 from eso.split import site_split
+from utils.archive_scan import FILE_CHECK_COLUMNS
 from tests.conftest import REPO, run_script
 from tests.mini_archives import assert_second_pipeline_run_changes_nothing
 from utils.metadata_sheets import canonical_id, looks_like_formula, match_metadata, read_metadata_sheet
@@ -150,7 +151,7 @@ def test_archive_manifest_sheets_columns_and_attributes(pipeline):
     path = pipeline / "descriptor/archive_manifest.xlsx"
     assert sheet_names(path) == ["Manifest", "Skipped", "MetadataIssues"]
     m = read_sheet(path)
-    assert list(m.columns) == ARCHIVE_COLUMNS + ATTRIBUTES
+    assert list(m.columns) == ARCHIVE_COLUMNS + ATTRIBUTES + FILE_CHECK_COLUMNS  # issue 17's two columns come last
     assert len(m) == 2 * len(SAMPLES) - 1  # every volume and every mask but one
     assert (m["type"] == "v3d").sum() == len(SAMPLES)
     skipped = read_sheet(path, "Skipped")
@@ -483,7 +484,7 @@ def test_routine_01_with_tampered_sheets_reports_and_goes_on(archive_copy, caplo
     assert "data_meta_shiyan-taihe.xlsx: metadata sheet not found" in text
     assert "Traceback" not in text
     m = read_sheet(archive_copy / "descriptor/archive_manifest.xlsx")
-    assert list(m.columns) == ARCHIVE_COLUMNS + ATTRIBUTES + ["性别"]
+    assert list(m.columns) == ARCHIVE_COLUMNS + ATTRIBUTES + ["性别"] + FILE_CHECK_COLUMNS
     by_pid = m.drop_duplicates("pid").set_index("pid")
     assert by_pid.loc[xy.pids[0], ["Sex", "Age", "性别"]].isna().all()  # no row
     assert by_pid.loc[xy.pids[1], ["Sex", "Age", "性别"]].isna().all()  # ambiguous rows: never guess

@@ -17,6 +17,7 @@ import pytest
 from nme.archive import ARCHIVE_COLUMNS, DESCRIPTOR_DIR, NmeRules, parse_archive_path
 from nme.demo_archive import BROKEN_FILES, DEMO_SAMPLES, PREFIX, SECOND_CHANNEL, make_demo_archive, sample_arrays
 from nme.splits import cross_site_split, predefined_split
+from utils.archive_scan import FILE_CHECK_COLUMNS
 from tests.conftest import REALDATA, REPO, run_script
 from utils.nifti_io import load_nifti, read_mask
 from utils.sample_info import read_info
@@ -118,7 +119,7 @@ def test_archive_manifest_columns_rows_and_skipped(pipeline):
     path = pipeline / "descriptor/archive_manifest.xlsx"
     assert sheet_names(path) == ["Manifest", "Skipped"]
     m = read_sheet(path)
-    assert list(m.columns) == ARCHIVE_COLUMNS
+    assert list(m.columns) == ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS  # issue 17's two columns come last
     assert len(m) == 2 * len(DEMO_SAMPLES)
     assert read_sheet(path, "Skipped")["file_path"].tolist() == [SECOND_CHANNEL]
     assert not m["file_path"].str.endswith(".json").any()

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from utils.archive_scan import FILE_CHECK_COLUMNS
 from tests.conftest import REPO, run_script
 from utils.nifti_io import load_nifti, read_mask
 from utils.sample_info import read_info
@@ -91,7 +92,7 @@ def test_archive_manifest_columns_rows_and_skipped(pipeline):
     path = pipeline / "descriptor/archive_manifest.xlsx"
     assert sheet_names(path) == ["Manifest", "Skipped"]
     manifest = read_sheet(path)
-    assert list(manifest.columns) == ARCHIVE_COLUMNS
+    assert list(manifest.columns) == ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS  # issue 17's two columns come last
     assert len(manifest) == 2 * len(DEMO_SCANS)
     assert not manifest["file_path"].str.endswith((".json", ".png")).any()
     skipped = read_sheet(path, "Skipped")

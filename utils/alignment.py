@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from utils.aliases import Affine
 from utils.lazy_import import lazy_import
-from utils.orientation import axis_codes, spacing
+from utils.orientation import orientation_strings, spacing
 
 ndimage = lazy_import("scipy.ndimage")
 
@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 #: spacing, for two grids to count as the same (0.01 = 1 % of a voxel; float32
 #: header round-off and the ~1e-8 image-vs-mask differences of VerSe are far below).
 GRID_TOL_VOXEL = 0.01
+
+
+#: The advice that ends an :class:`AlignmentError` (routine 02 replaces it when it knows the cause better).
+RESAMPLE_ADVICE = "fix the file or allow nearest-neighbour resampling explicitly"
 
 
 class AlignmentError(ValueError):
@@ -74,6 +78,11 @@ class AlignedMask:
     method: str
     displacement_mm: float
     axis_transform: str = ""
+
+
+def _orientation(affine: Affine) -> str:
+    """Axis code of an affine as the manifests write it: ``LPS``, or ``Oblique(closest to LPS)``."""
+    return orientation_strings(affine)[1]
 
 
 def _corners(shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
@@ -210,21 +219,18 @@ def align_mask_to_volume(
             new_affine = _reoriented_affine(mask_affine, mask.shape, perm, flips)
             disp = grid_displacement_mm(volume_shape, new_affine, volume_affine)
             if disp <= tol_mm:
-                how = f"mask {axis_codes(mask_affine)} -> volume {axis_codes(volume_affine)}"
+                how = f"mask {_orientation(mask_affine)} -> volume {_orientation(volume_affine)}"
                 return AlignedMask(_reorient(mask, perm, flips), "reoriented", disp, how)
     if tuple(mask.shape) == tuple(volume_shape[:3]):
         gap = f"largest voxel-centre displacement {grid_displacement_mm(volume_shape, mask_affine, volume_affine):.4g} mm (tolerance {tol_mm:.3g} mm)"
     else:
         gap = "the shapes differ and no permutation or flip of the mask axes maps one grid onto the other"
     detail = (
-        f"mask shape {tuple(mask.shape)} orientation {axis_codes(mask_affine)}, "
-        f"volume shape {tuple(volume_shape[:3])} orientation {axis_codes(volume_affine)}, {gap}"
+        f"mask shape {tuple(mask.shape)} orientation {_orientation(mask_affine)}, "
+        f"volume shape {tuple(volume_shape[:3])} orientation {_orientation(volume_affine)}, {gap}"
     )
     if not allow_resample:
-        raise AlignmentError(
-            f"{source}: mask grid does not match the volume grid ({detail}); "
-            "fix the file or allow nearest-neighbour resampling explicitly"
-        )
+        raise AlignmentError(f"{source}: mask grid does not match the volume grid ({detail}); {RESAMPLE_ADVICE}")
     logger.warning("%s: resampling mask onto the volume grid with nearest neighbour (%s)", source, detail)
     vox_to_vox = np.linalg.solve(mask_affine, volume_affine)  # volume voxel -> mask voxel
     out = ndimage.affine_transform(

@@ -18,8 +18,9 @@ import numpy as np
 
 from utils.alignment import qform_sform_mismatch_mm
 from utils.cli import EXPECTED_ERRORS, run_per_sample
+from utils.geometry.readers import check_reader_agreement
 from utils.lazy_import import lazy_import
-from utils.nifti_io import check_nifti_file, is_nifti_path, require_3d
+from utils.nifti_io import check_nifti_file, dtype_name, is_nifti_path, require_3d
 from utils.orientation import geometry_record, parse_affine
 from utils.spreadsheet import is_missing
 
@@ -27,7 +28,8 @@ pd = lazy_import("pandas")
 
 __all__ = [
     "SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm", "scan_archive",
-    "warn_qform_sform", "pair_volumes_and_masks", "ArchiveScan", "SKIPPED_REASON", "with_skipped_candidates",
+    "pair_volumes_and_masks", "ArchiveScan", "SKIPPED_REASON", "with_skipped_candidates",
+    "FILE_CHECK_COLUMNS", "list_unusable_entries", "warn_file_findings",
 ]  # fmt: skip
 
 #: Worksheet of routine 01 listing the files that could not be used, with the reason.
@@ -42,9 +44,23 @@ _KIND_WORD = {"v3d": "volume", "m3d": "mask"}
 
 GEOMETRY_FILE_COLUMNS = ["szx", "szy", "szz", "spx", "spy", "spz", "orientation_from", "orientation_to", "dtype", "transform"]
 
+#: Columns routine 01 adds after the tutorial's (and ESO's metadata attributes): whether nibabel and ITK
+#: read the same geometry (1/0), and every finding about the file as coded text (empty when none).
+FILE_CHECK_COLUMNS = ["readers_agree", "file_warnings"]
+
+#: Names of files that belong to a NIfTI/Analyze pair (header and image in two files).
+_PAIR_SUFFIXES = (".hdr", ".img", ".hdr.gz", ".img.gz")
+
+
+def _visible(path: Path, root_dir: Path) -> bool:
+    return not any(part.startswith(".") for part in path.relative_to(root_dir).parts)
+
 
 def list_nifti_files(root_dir: Path) -> list[Path]:
-    """Every visible ``.nii``/``.nii.gz`` file below ``root_dir``, sorted; other files (json, png) are ignored.
+    """Every visible ``.nii``/``.nii.gz`` file below ``root_dir`` (any letter case: ``.NII.GZ`` too), sorted.
+
+    Other files (json, png) are ignored; entries named like a NIfTI file that cannot be one
+    (folders, dangling links) and NIfTI/Analyze pairs are listed by :func:`list_unusable_entries`.
 
     Raises
     ------
@@ -54,35 +70,90 @@ def list_nifti_files(root_dir: Path) -> list[Path]:
     root_dir = Path(root_dir)
     if not root_dir.is_dir():
         raise FileNotFoundError(f"archive folder not found: {root_dir}")
-    return sorted(p for p in root_dir.rglob("*") if p.is_file() and is_nifti_path(p) and not any(part.startswith(".") for part in p.relative_to(root_dir).parts))
+    return sorted(p for p in root_dir.rglob("*") if p.is_file() and is_nifti_path(p) and _visible(p, root_dir))
+
+
+def list_unusable_entries(root_dir: Path) -> list[tuple[Path, str]]:
+    """Entries below ``root_dir`` that look like images but cannot be read as one, with the reason.
+
+    - a folder, a dangling symbolic link or another non-file named ``*.nii``/``*.nii.gz``;
+    - a NIfTI-1 or Analyze 7.5 pair (``.hdr`` + ``.img``, also gzipped): header and voxels in
+      two files, which this toolkit does not read (convert it to ``.nii.gz``).
+
+    Returns
+    -------
+    entries : list of (Path, str)
+        Sorted by path; routine 01 lists them in sheet ``Skipped`` so that nothing vanishes.
+    """
+    root_dir = Path(root_dir)
+    found: list[tuple[Path, str]] = []
+    for p in sorted(root_dir.rglob("*")):
+        if not _visible(p, root_dir):
+            continue
+        name = p.name.lower()
+        if is_nifti_path(p) and not p.is_file():
+            if p.is_symlink() and not p.exists():
+                target = _link_target(p)
+                found.append((p, f"dangling symbolic link (to {target}); a NIfTI file expected"))
+            elif p.is_dir():
+                found.append((p, "a folder named like a NIfTI file; a NIfTI file expected"))
+            else:
+                found.append((p, "not a regular file (device, pipe or socket); a NIfTI file expected"))
+        elif name.endswith(_PAIR_SUFFIXES) and (p.is_file() or p.is_symlink()):
+            stem = p.name[: -len(next(s for s in _PAIR_SUFFIXES if name.endswith(s)))]
+            reason = (
+                f"part of a NIfTI/Analyze pair ({stem}.hdr + {stem}.img), which is not read; "
+                "convert it to a single .nii.gz file (e.g. nib.save(nib.load('x.hdr'), 'x.nii.gz'))"
+            )
+            found.append((p, reason))
+    return found
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return "an unreadable target"
 
 
 def describe_nifti_file(path: Path) -> dict[str, Any]:
-    """Geometry and dtype columns of one archive file, after a full integrity read.
+    """Geometry and dtype columns of one archive file, after a full integrity read, and what the readers make of it.
 
     The whole file is decompressed through a small buffer (gzip CRC and data
     length checked, the data never held in memory) so a truncated download is
-    caught here, at the start of the pipeline.
+    caught here, at the start of the pipeline. Its header is read by the models
+    of nibabel and ITK (:func:`utils.geometry.check_reader_agreement`).
 
     Returns
     -------
     record : dict
         ``szx szy szz spx spy spz orientation_from orientation_to dtype transform``
-        plus ``qform_sform_mm`` (largest qform-vs-sform voxel displacement, None
-        when either is unset).
+        (nibabel's reading; ``dtype`` without byte order: ``int16`` for ``>i2`` too),
+        ``readers_agree`` (1 when nibabel and ITK place every voxel within 0.001 mm, else 0),
+        ``file_warnings`` (``'; '``-joined coded findings: reader disagreement and its causes,
+        nibabel's own header messages, complex data accepted, integers float32 cannot hold; empty
+        when none) and ``qform_sform_mm`` (largest qform-vs-sform voxel displacement, None when
+        either is unset).
 
     Raises
     ------
     NiftiError
-        Unreadable, empty, truncated, not 3D, or float voxels that are NaN/Inf
-        (message names the file and the value found).
+        Unreadable, empty, truncated, not 3D, a header that cannot be real, float voxels that are
+        NaN/Inf or complex voxels with an imaginary part (message names the file and the value found).
     """
-    img = check_nifti_file(path)  # also refuses NaN/Inf float voxels
+    img = check_nifti_file(path)  # also refuses NaN/Inf float voxels and headers that cannot be real
     require_3d(img, path)
     record = geometry_record(img.shape, img.affine)
-    record["dtype"] = str(img.get_data_dtype())
-    record["qform_sform_mm"] = qform_sform_mismatch_mm(img)
-    return {**{k: record[k] for k in GEOMETRY_FILE_COLUMNS}, "qform_sform_mm": record["qform_sform_mm"]}
+    record["dtype"] = dtype_name(img.get_data_dtype())
+    agreement = check_reader_agreement(img)
+    findings = [] if agreement.consistent else [agreement.summary()]
+    findings += [*img.extra.get("nibabel_messages", []), *img.extra.get("data_notes", [])]
+    return {
+        **{k: record[k] for k in GEOMETRY_FILE_COLUMNS},
+        "qform_sform_mm": qform_sform_mismatch_mm(img),
+        "readers_agree": int(agreement.agree),
+        "file_warnings": "; ".join(findings),
+    }
 
 
 def _describe_or_reason(path: Path) -> dict[str, Any] | str:
@@ -148,14 +219,17 @@ def scan_archive(
     Returns
     -------
     records : DataFrame
-        ``file_path``, the parsed fields, geometry columns and ``qform_sform_mm``.
+        ``file_path``, the parsed fields, geometry columns, :data:`FILE_CHECK_COLUMNS` and ``qform_sform_mm``.
     skipped : DataFrame
         ``file_path``, ``reason`` for every NIfTI file that cannot be used
-        (outside the rules, unreadable, truncated, not 3D).
+        (outside the rules, unreadable, truncated, not 3D, cannot be real) and every
+        entry of :func:`list_unusable_entries`.
     """
     root_dir = Path(root_dir)
     parsed: list[tuple[Path, dict[str, Any]]] = []
-    skipped: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = [
+        {"file_path": p.relative_to(root_dir).as_posix(), "reason": reason} for p, reason in list_unusable_entries(root_dir)
+    ]
     for path in list_nifti_files(root_dir):
         rel = path.relative_to(root_dir)
         fields, reason = parse(rel)
@@ -180,26 +254,21 @@ def scan_archive(
     return pd.DataFrame(rows), pd.DataFrame(skipped, columns=["file_path", "reason"])
 
 
-def warn_qform_sform(records: pd.DataFrame, tol_mm: float = 1e-3) -> list[str]:
-    """Log one warning per archive file whose qform and sform disagree by more than ``tol_mm``.
+def warn_file_findings(records: pd.DataFrame) -> list[str]:
+    """Log one warning per archive file with findings (``file_warnings`` of :func:`describe_nifti_file`).
 
-    Parameters
-    ----------
-    records : DataFrame
-        Output of :func:`scan_archive` (``file_path``, ``qform_sform_mm``).
-    tol_mm : float
-        Largest voxel displacement (mm) still counted as agreement.
+    This covers qform/sform disagreements (``QFORM_SFORM_MISMATCH``) and every other reader finding.
 
     Returns
     -------
     files : list of str
         ``file_path`` of every file warned about.
     """
-    if records.empty or "qform_sform_mm" not in records.columns:
+    if records.empty or "file_warnings" not in records.columns:
         return []
-    bad = records[records["qform_sform_mm"].map(lambda v: not is_missing(v) and v > tol_mm)]
+    bad = records[records["file_warnings"].map(lambda v: not is_missing(v) and bool(str(v)))]
     for _, row in bad.iterrows():
-        logger.warning("%s: qform and sform disagree by up to %.3g mm", row["file_path"], row["qform_sform_mm"])
+        logger.warning("%s: %s", row["file_path"], row["file_warnings"])
     return [str(p) for p in bad["file_path"]]
 
 

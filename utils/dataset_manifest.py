@@ -26,7 +26,7 @@ from utils.alignment import grid_displacement_mm
 from utils.cli import RunReport, run_per_sample
 from utils.label_stats import label_stats
 from utils.lazy_import import lazy_import
-from utils.nifti_io import load_header, load_nifti, read_mask
+from utils.nifti_io import dtype_name, load_header, load_nifti, read_mask
 from utils.orientation import geometry_record, spacing
 from utils.sample_info import BINARY_MASKS_STEP, SampleDir, binary_masks_source, file_stamp, find_samples, read_info, recorded_mask_labels
 from utils.spreadsheet import MAIN_SHEET, format_list, write_sheets
@@ -105,7 +105,7 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
                 f"{path}: affine differs from the volume's ({sample.volume.name}) by up to {disp:.3g} mm "
                 f"(spacing {_mm(spacing(img.affine))} vs {_mm(spacing(vol.affine))})"
             )
-    mask_dtypes = {p: str(img.get_data_dtype()) for p, img in files.items() if p != sample.volume}
+    mask_dtypes = {p: dtype_name(img.get_data_dtype()) for p, img in files.items() if p != sample.volume}
     _check_mask_dtypes(sample, mask_dtypes)
 
     present: list[int] = []
@@ -130,7 +130,7 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
     geometry = geometry_record(vol.shape, vol.affine)
     for col in GEOMETRY_COLUMNS:
         row[col] = geometry[col]
-    row["vol_dtype"] = str(vol.get_data_dtype())
+    row["vol_dtype"] = dtype_name(vol.get_data_dtype())
     row["mask_dtype"] = next(iter(mask_dtypes.values())) if mask_dtypes else None
     row["transform"] = geometry["transform"]
     for key, value in (info.get("attributes") or {}).items():

@@ -14,9 +14,11 @@ masks as uint8 after checking that every value is a finite integer in
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import logging
+import warnings
 import zlib
 from pathlib import Path
 
@@ -25,6 +27,8 @@ import numpy.typing as npt
 
 from utils.aliases import Affine, PathLike
 from utils.atomic import atomic_path
+from utils.geometry.readers import check_reader_agreement, nibabel_fixed_header, output_tolerance_mm
+from utils.geometry.validity import affine_problem, header_refusal
 from utils.lazy_import import lazy_import
 
 nib = lazy_import("nibabel")
@@ -52,6 +56,13 @@ __all__ = [
     "require_finite",
     "save_nifti",
     "nifti_stem",
+    "dtype_name",
+    "byte_order",
+    "real_values",
+    "float32_inexact",
+    "FLOAT32_EXACT_INT",
+    "quiet_nibabel",
+    "report_nibabel_messages",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,16 +75,16 @@ class NiftiError(ValueError):
 
 
 def is_nifti_path(path: PathLike) -> bool:
-    """True for visible ``*.nii`` / ``*.nii.gz`` files (temporary ``.name.tmp`` files excluded)."""
+    """True for visible ``*.nii`` / ``*.nii.gz`` names in any letter case (``.NII.GZ`` too; temporary ``.name.tmp`` files excluded)."""
     name = Path(path).name
-    return not name.startswith(".") and name.endswith(NIFTI_SUFFIXES)
+    return not name.startswith(".") and name.lower().endswith(NIFTI_SUFFIXES)
 
 
 def nifti_stem(path: PathLike) -> str:
-    """File name without ``.nii.gz`` / ``.nii``: ``sub-gl003_ct.nii.gz`` -> ``sub-gl003_ct``."""
+    """File name without ``.nii.gz`` / ``.nii`` (any letter case): ``sub-gl003_ct.nii.gz`` -> ``sub-gl003_ct``."""
     name = Path(path).name
     for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
+        if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
 
@@ -101,7 +112,7 @@ def _open_stream(path: Path):
         raise NiftiError(f"{path}: file is empty (0 bytes); a NIfTI image was expected")
     if magic == b"\x1f\x8b":
         return _gzip.GzipFile(fileobj=raw, mode="rb"), raw
-    if path.name.endswith(".gz"):
+    if path.name.lower().endswith(".gz"):
         raw.close()
         raise NiftiError(f"{path}: name ends with .gz but the file is not gzip-compressed")
     return raw, raw
@@ -131,7 +142,23 @@ def _drain(stream, path: Path, chunk: int = 1 << 16) -> int:
 
 
 def _read_header(stream, path: Path):
-    """Parse the NIfTI-1/2 header (with extensions) at the start of ``stream``; return (class, header, bytes read)."""
+    """Parse the NIfTI-1/2 header (with extensions) at the start of ``stream``.
+
+    The header is parsed as stored (``raw``, what ITK reads) and then checked and fixed by
+    nibabel's own rules (``header``, what ``nib.load`` holds); nibabel's messages about it are
+    logged once, with the file's name (never printed bare by nibabel's logger), and a header
+    that cannot describe a real image is refused (:func:`utils.geometry.validity.header_refusal`).
+
+    Returns
+    -------
+    klass : nibabel image class
+    header : nibabel header
+        After nibabel's fixes.
+    nbytes : int
+        Bytes read (header, extensions, padding).
+    extra : dict
+        ``raw_header`` (the header as stored) and ``nibabel_messages`` (list of str).
+    """
     first = bytearray(348)
     got = _read_into(stream, memoryview(first), path)
     if got < 348:
@@ -146,20 +173,78 @@ def _read_header(stream, path: Path):
         if _read_into(stream, memoryview(rest), path) < len(rest):
             raise NiftiError(f"{path}: too short for a NIfTI-2 header (540 bytes)")
         head += bytes(rest)
+    with quiet_nibabel():
+        try:
+            raw = klass.header_class(binaryblock=head, check=False)
+            # nibabel's checks (bad magic or datatype raise) before anything more is read
+            header, problems = nibabel_fixed_header(raw, error_level=40)
+        except Exception as exc:  # nibabel raises several types for a bad header
+            raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
+        offset = int(raw["vox_offset"]) or (544 if size == 540 else 352)  # 0 in memory-made headers
+        if offset > len(head):  # extensions (or padding) before the data
+            rest = bytearray(offset - len(head))
+            got = _read_into(stream, memoryview(rest), path)
+            head += bytes(rest[:got])
+            try:
+                raw = klass.header_class.from_fileobj(io.BytesIO(head), check=False)
+            except Exception as exc:
+                raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
+            # the fixes concern the 348/540 header bytes only: keep them, with the extensions just read
+            header = klass.header_class(binaryblock=header.binaryblock, endianness=header.endianness, check=False, extensions=raw.extensions)
+    messages = [_nibabel_message(level, text) for level, text in problems]
+    report_nibabel_messages(path, problems)
+    refusal = header_refusal(raw, header)
+    if refusal:
+        raise NiftiError(f"{path}: {refusal}")
+    return klass, header, len(head), {"raw_header": raw, "nibabel_messages": messages}
+
+
+#: (file, message) pairs already logged by this process: each nibabel message is logged once per file.
+_REPORTED: set[tuple[str, str]] = set()
+
+
+def _nibabel_message(level: int, text: str) -> str:
+    return f"nibabel: {text}"
+
+
+def report_nibabel_messages(path: PathLike, problems: list[tuple[int, str]]) -> None:
+    """Log nibabel's header messages for ``path`` through this module's logger, once per file and message.
+
+    nibabel's problem levels map to ours: 30 and above (35 included, which nibabel's own
+    logger would print as "Level 35") to WARNING, lower ones to INFO.
+    """
+    for level, text in problems:
+        key = (str(path), text)
+        if key in _REPORTED:
+            continue
+        _REPORTED.add(key)
+        logger.log(logging.WARNING if level >= logging.WARNING else logging.INFO, "%s: nibabel: %s", path, text)
+
+
+@contextlib.contextmanager
+def quiet_nibabel():
+    """Silence nibabel's global logger (and its warnings) inside the block.
+
+    nibabel logs header problems through ``logging.getLogger('nibabel.global')``,
+    which has its own handler writing bare lines to stderr, and repeats them each
+    time an image is built from the header. The reader collects them once
+    (:func:`report_nibabel_messages`); this keeps the repeats off stderr.
+    """
+    nib_logger = logging.getLogger("nibabel.global")
+    was = nib_logger.disabled
+    nib_logger.disabled = True
     try:
-        header = klass.header_class(binaryblock=head, check=True)
-    except Exception as exc:  # nibabel raises several types for a bad header
-        raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
-    offset = int(header["vox_offset"]) or (544 if size == 540 else 352)  # 0 in memory-made headers
-    if offset > len(head):  # extensions (or padding) before the data
-        rest = bytearray(offset - len(head))
-        got = _read_into(stream, memoryview(rest), path)
-        head += bytes(rest[:got])
-    try:
-        header = klass.header_class.from_fileobj(io.BytesIO(head))
-    except Exception as exc:
-        raise NiftiError(f"{path}: not a valid NIfTI file ({exc})") from exc
-    return klass, header, len(head)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"nibabel(\..*)?")
+            yield
+    finally:
+        nib_logger.disabled = was
+
+
+def _image(klass, dataobj, header, extra: dict):
+    """A nibabel image of ``klass`` (its affine nibabel's ``get_best_affine``), built without nibabel's repeated log lines."""
+    with quiet_nibabel():
+        return klass(dataobj, header.get_best_affine(), header, extra=dict(extra))
 
 
 def load_nifti(path: PathLike) -> nib.Nifti1Image:
@@ -190,7 +275,7 @@ def load_nifti(path: PathLike) -> nib.Nifti1Image:
     path = Path(path)
     stream, raw = _open_stream(path)
     with raw, stream:
-        klass, header, offset = _read_header(stream, path)
+        klass, header, offset, extra = _read_header(stream, path)
         shape = header.get_data_shape()
         dtype = header.get_data_dtype()
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -205,8 +290,8 @@ def load_nifti(path: PathLike) -> nib.Nifti1Image:
     if (slope, inter) not in ((None, None), (1.0, 0.0)):
         # Scaled data (rare): nibabel's array proxy applies scl_slope/scl_inter exactly as nib.load does.
         proxy = nib.arrayproxy.ArrayProxy(io.BytesIO(data), (shape, dtype, 0, slope, inter))
-        return klass(proxy, header.get_best_affine(), header)
-    return klass(data.view(dtype).reshape(shape, order="F"), header.get_best_affine(), header)
+        return _image(klass, proxy, header, extra)
+    return _image(klass, data.view(dtype).reshape(shape, order="F"), header, extra)
 
 
 def check_nifti_file(path: PathLike) -> nib.Nifti1Image:
@@ -232,31 +317,167 @@ def check_nifti_file(path: PathLike) -> nib.Nifti1Image:
     path = Path(path)
     stream, raw = _open_stream(path)
     with raw, stream:
-        klass, header, offset = _read_header(stream, path)
+        _klass, header, offset, _extra = _read_header(stream, path)
         shape, dtype = header.get_data_shape(), header.get_data_dtype()
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         scratch = np.empty(_CHUNK // dtype.itemsize * dtype.itemsize, dtype=np.uint8)
-        got, bad, nan, first = 0, 0, 0, None
+        scan = _DataScan(dtype, scaled=header.get_slope_inter() not in ((None, None), (1.0, 0.0)))
+        got = 0
         while n := _read_into(stream, memoryview(scratch), path):
             usable = max(0, min(n, nbytes - got)) // dtype.itemsize
-            if dtype.kind == "f" and usable:
-                values = scratch[: usable * dtype.itemsize].view(dtype)
-                if not np.isfinite(values.sum(dtype=np.float64)):
-                    nonfinite = ~np.isfinite(values)
-                    if nonfinite.any():
-                        if first is None:
-                            first = got // dtype.itemsize + int(np.argmax(nonfinite))
-                        bad += int(np.count_nonzero(nonfinite))
-                        nan += int(np.count_nonzero(np.isnan(values)))
+            if usable:
+                scan.add(scratch[: usable * dtype.itemsize].view(dtype), got // dtype.itemsize)
             got += n
     if got < nbytes:
         raise NiftiError(
             f"{path}: data truncated: {offset + got} bytes found, {offset + nbytes} expected for shape {tuple(shape)}"
         )
-    if bad:
-        voxel = tuple(int(i) for i in np.unravel_index(first, shape, order="F"))
-        raise NiftiError(_nonfinite_message(path, "image", bad, nan, voxel))
-    return load_header(path)
+    notes = scan.finish(path, tuple(shape))
+    img = load_header(path)
+    img.extra["data_notes"] = notes
+    return img
+
+
+#: Largest integer magnitude float32 holds exactly: 2**24 = 16777216.
+FLOAT32_EXACT_INT = 1 << 24
+
+
+class _DataScan:
+    """The data checks of :func:`check_nifti_file`, accumulated chunk by chunk (no whole-volume array).
+
+    - float and complex voxels must be finite (NaN/Inf refused);
+    - complex data must have an all-zero imaginary part (refused otherwise; noted when accepted);
+    - unscaled integers of 4 or 8 bytes that float32 cannot hold exactly (|value| > 2**24 and not on
+      float32's grid there) are counted and noted, since routine 02 writes volumes as float32.
+    """
+
+    def __init__(self, dtype: np.dtype, *, scaled: bool) -> None:
+        self.dtype = dtype
+        self.check_int = dtype.kind in "iu" and dtype.itemsize >= 4 and not scaled
+        self.bad = self.nan = self.imag = self.inexact = 0
+        self.first_bad: int | None = None
+        self.first_imag: int | None = None
+        self.largest = 0
+        self.max_error = 0
+
+    def add(self, values: npt.NDArray, start: int) -> None:
+        """Check one chunk of voxel values whose first voxel has flat (Fortran) index ``start``."""
+        kind = self.dtype.kind
+        if kind in "fc" and not np.isfinite(values.sum(dtype=np.complex128 if kind == "c" else np.float64)):
+            nonfinite = ~np.isfinite(values)
+            if nonfinite.any():
+                if self.first_bad is None:
+                    self.first_bad = start + int(np.argmax(nonfinite))
+                self.bad += int(np.count_nonzero(nonfinite))
+                self.nan += int(np.count_nonzero(np.isnan(values)))
+        if kind == "c":
+            nonzero = values.imag != 0
+            if nonzero.any():
+                if self.first_imag is None:
+                    self.first_imag = start + int(np.argmax(nonzero))
+                self.imag += int(np.count_nonzero(nonzero))
+        if self.check_int:
+            lo, hi = int(values.min()), int(values.max())
+            if max(abs(lo), abs(hi)) > FLOAT32_EXACT_INT:
+                count, largest, error = float32_inexact(values)
+                self.inexact += count
+                self.largest = max(self.largest, largest)
+                self.max_error = max(self.max_error, error)
+
+    def finish(self, path: Path, shape: tuple[int, ...]) -> list[str]:
+        """Raise for refused data; return the notes (one line each, coded) for data that is accepted."""
+        if self.bad:
+            voxel = tuple(int(i) for i in np.unravel_index(self.first_bad, shape, order="F"))
+            raise NiftiError(_nonfinite_message(path, "image", self.bad, self.nan, voxel))
+        if self.imag:
+            voxel = tuple(int(i) for i in np.unravel_index(self.first_imag, shape, order="F"))
+            raise NiftiError(_complex_message(path, self.dtype, self.imag, voxel))
+        notes = []
+        if self.dtype.kind == "c":
+            notes.append(f"COMPLEX_DATA: {dtype_name(self.dtype)} voxels with an all-zero imaginary part: the real part is used")
+        if self.inexact:
+            notes.append(_inexact_note(self.dtype, self.inexact, self.largest, self.max_error))
+        return notes
+
+
+def float32_inexact(values: npt.NDArray) -> tuple[int, int, int]:
+    """Integer voxels that change when written as float32: ``(count, largest |value|, largest change)``.
+
+    Integers up to 2**24 in magnitude are exact in float32; above, float32 keeps 24
+    significant bits, so a value can move by up to half its spacing (8 at 2**28, 128 at 2**32).
+
+    Parameters
+    ----------
+    values : ndarray of integers
+        Any shape; walked slab by slab when large.
+    """
+    count = largest = error = 0
+    flat = values.ravel(order="K")
+    for start in range(0, flat.size, 1 << 22):
+        chunk = flat[start : start + (1 << 22)].astype(np.int64, copy=False)
+        big = np.abs(chunk) > FLOAT32_EXACT_INT
+        if not big.any():
+            continue
+        wide = chunk[big]
+        moved = np.abs(wide.astype(np.float32).astype(np.float64) - wide.astype(np.float64))
+        changed = moved > 0
+        count += int(np.count_nonzero(changed))
+        largest = max(largest, int(np.abs(wide).max()))
+        if changed.any():
+            error = max(error, int(moved.max()))
+    return count, largest, error
+
+
+def _inexact_note(dtype: np.dtype, count: int, largest: int, error: int) -> str:
+    return (
+        f"INT_BEYOND_FLOAT32: {count} {dtype_name(dtype)} voxels hold values float32 cannot represent exactly "
+        f"(|value| > 2^24 = {FLOAT32_EXACT_INT}; largest |value| {largest}): written as float32 they change by up to {error}"
+    )
+
+
+def _complex_message(path: PathLike, dtype: np.dtype, count: int, first: tuple[int, ...]) -> str:
+    return (
+        f"{path}: {dtype_name(dtype)} (complex) data with {count} voxels of non-zero imaginary part (first at voxel {first}); "
+        "a real-valued image expected (a complex image with an all-zero imaginary part is accepted)"
+    )
+
+
+def dtype_name(dtype: npt.DTypeLike) -> str:
+    """The data type's name without byte order: ``'int16'`` for both ``<i2`` and ``>i2``.
+
+    Manifests spell a type one way whatever the file's byte order (kept apart by :func:`byte_order`).
+    """
+    dt = np.dtype(dtype)
+    return dt.name if dt.fields is None else str(dt)
+
+
+def byte_order(dtype: npt.DTypeLike) -> str:
+    """``'little'``, ``'big'`` or ``'none'`` (one-byte types) for a file's data type."""
+    dt = np.dtype(dtype)
+    if dt.byteorder == "|" or dt.itemsize == 1:
+        return "none"
+    if dt.byteorder == "=":
+        return "little" if np.little_endian else "big"
+    return "little" if dt.byteorder == "<" else "big"
+
+
+def real_values(data: npt.NDArray, path: PathLike, what: str = "volume") -> npt.NDArray:
+    """The real part of complex voxel values whose imaginary part is all zero; refuse any other complex data.
+
+    Non-complex arrays are returned as they are.
+
+    Raises
+    ------
+    NiftiError
+        Some voxel has a non-zero imaginary part (count and first voxel in the message).
+    """
+    if data.dtype.kind != "c":
+        return data
+    nonzero = data.imag != 0
+    if nonzero.any():
+        first = tuple(int(i) for i in np.argwhere(nonzero)[0])
+        raise NiftiError(_complex_message(path, data.dtype, int(nonzero.sum()), first).replace("(complex) data", f"(complex) {what}"))
+    return np.ascontiguousarray(data.real) if data.flags.c_contiguous else np.asfortranarray(data.real)
 
 
 def load_header(path: PathLike) -> nib.Nifti1Image:
@@ -274,8 +495,8 @@ def load_header(path: PathLike) -> nib.Nifti1Image:
     path = Path(path)
     stream, raw = _open_stream(path)
     with raw, stream:
-        klass, header, _ = _read_header(stream, path)
-    return klass(nib.arrayproxy.ArrayProxy(str(path), header.copy()), header.get_best_affine(), header)
+        klass, header, _, extra = _read_header(stream, path)
+    return _image(klass, nib.arrayproxy.ArrayProxy(str(path), header.copy()), header, extra)
 
 
 def require_3d(img: nib.Nifti1Image, path: PathLike) -> None:
@@ -321,6 +542,8 @@ def read_volume(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.float32]
     data : (I, J, K) ndarray of float32
     """
     require_3d(img, path)
+    if img.get_data_dtype().kind == "c":  # accepted only with an all-zero imaginary part
+        return real_values(np.asanyarray(img.dataobj), path).astype(np.float32)
     return np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged"), dtype=np.float32)
 
 
@@ -394,7 +617,7 @@ def read_mask(img: nib.Nifti1Image, path: PathLike) -> npt.NDArray[np.uint8]:
         Not 3D, non-finite or non-integral values, or values outside [0, 255].
     """
     require_3d(img, path)
-    data = np.asanyarray(img.dataobj)
+    data = real_values(np.asanyarray(img.dataobj), path, "mask")
     if data.dtype == np.uint8:
         return data  # memory order of the file kept (Fortran): writing it back needs no transpose
     if data.dtype.kind not in "iubf":
@@ -440,40 +663,60 @@ def save_nifti(
         (``np.can_cast(..., casting="safe")``: int16 to float32, say); that cast is
         done slab by slab while writing, never on the whole array.
     affine : (4, 4) ndarray
-        Voxel-to-world matrix written to both sform and qform.
+        Voxel-to-world matrix (RAS+ mm) written to both sform and qform; its axes must be
+        perpendicular (a sheared grid has no qform, see ``utils.geometry.rigid``).
     dtype : dtype
         On-disk data type (float32 for volumes, uint8 for masks).
     template : nibabel image, optional
-        Source image whose units and sform/qform codes are kept.
+        Source image whose sform/qform codes and time unit are kept; the spatial unit is
+        written ``mm`` (the affine's unit) unless the template's is ``mm`` or unknown.
     descrip : str, optional
         Header ``descrip`` (80 bytes max). Defaults to the template's.
+
+    Notes
+    -----
+    The header is one every reader reads alike: sform and qform both set (code of the
+    template, 1 when it has none) and equal, pixdim equal to the affine's column lengths,
+    qfac the sign of its determinant, no scaling. Before anything is written it is read
+    back by the models of nibabel and ITK (:func:`utils.geometry.check_reader_agreement`):
+    they must agree within :func:`utils.geometry.readers.output_tolerance_mm` (1e-4 mm).
 
     Raises
     ------
     TypeError
         ``data`` would lose values as ``dtype``: such a cast is the caller's explicit decision.
+    NiftiError
+        ``affine`` is not finite, is singular or sheared: no header gives it to every reader.
     """
     dtype = np.dtype(dtype)
     if data.dtype != dtype and not np.can_cast(data.dtype, dtype, casting="safe"):
         raise TypeError(f"{path}: data of dtype {data.dtype} given, {dtype} expected; cast explicitly before saving")
+    affine = np.asarray(affine, dtype=np.float64)
+    problem = affine_problem("affine", affine)
+    if problem:
+        raise NiftiError(f"{path}: cannot be written: {problem}")
     header = nib.Nifti1Header()
     sform_code, qform_code = 1, 1
     if template is not None:
-        units = template.header.get_xyzt_units()
-        header.set_xyzt_units(*units)
+        space, time = template.header.get_xyzt_units()
+        header.set_xyzt_units(space if space in ("mm", "unknown") else "mm", time)
         sform_code = int(template.header["sform_code"]) or 1
         qform_code = int(template.header["qform_code"]) or sform_code
         if descrip is None:
             descrip = template.header["descrip"].item().decode("latin-1", "replace")
     else:
         header.set_xyzt_units("mm", "sec")
-    img = nib.Nifti1Image(data, affine, header)
+    with quiet_nibabel():
+        img = nib.Nifti1Image(data, affine, header)
     img.set_data_dtype(dtype)
     img.set_sform(affine, code=sform_code)
     img.set_qform(affine, code=qform_code)
     img.header.set_slope_inter(1.0, 0.0)
     if descrip:
         img.header["descrip"] = descrip.encode("latin-1", "replace")[:79]
+    problem = _written_header_problem(img)
+    if problem:
+        raise NiftiError(f"{path}: cannot be written with a header that nibabel and ITK read alike: {problem}")
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
         if str(path).endswith(".gz"):
             # The gzip header carries no file name and mtime 0, so identical images give identical files.
@@ -481,6 +724,26 @@ def save_nifti(
                 _write_image(fh, img, data, dtype)
         else:
             _write_image(raw, img, data, dtype)
+
+
+#: Header bytes already verified by :func:`_written_header_problem` in this process (a sample's binary
+#: masks share one header): bounded, cleared when full.
+_VERIFIED: set[bytes] = set()
+
+
+def _written_header_problem(img: nib.Nifti1Image) -> str | None:
+    """Why nibabel and ITK would read the header about to be written differently, or None (memoised per header)."""
+    img.update_header()
+    key = img.header.binaryblock
+    if key in _VERIFIED:
+        return None
+    written = check_reader_agreement(img.header, tol_mm=output_tolerance_mm(img.shape, img.header.get_best_affine()))
+    if not written.consistent:
+        return written.summary()
+    if len(_VERIFIED) >= 256:
+        _VERIFIED.clear()
+    _VERIFIED.add(key)
+    return None
 
 
 def _write_image(fh, img: nib.Nifti1Image, data: npt.NDArray, dtype: np.dtype) -> None:

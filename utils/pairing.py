@@ -30,11 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from utils.alignment import GRID_TOL_VOXEL, align_mask_to_volume, qform_sform_mismatch_mm
+from utils.alignment import GRID_TOL_VOXEL, RESAMPLE_ADVICE, AlignmentError, align_mask_to_volume
 from utils.atomic import remove_stale_temporaries
+from utils.geometry.policy import FileGeometry, GeometryOptions, explain_mismatch, resolve_file_geometry
+from utils.geometry.rigid import nearest_rigid_affine, resample_onto
 from utils.label_stats import label_stats
 from utils.labels import check_labels
-from utils.nifti_io import NiftiError, load_nifti, read_mask, require_finite, save_nifti, volume_values
+from utils.nifti_io import (
+    NiftiError, byte_order, dtype_name, float32_inexact, load_nifti, read_mask, require_finite, save_nifti, volume_values,
+)  # fmt: skip
 from utils.sample_info import SampleDir, file_crc32, history_entry, read_info, record_mask_labels, write_info
 from utils.yaml_files import dump_yaml, parse_yaml
 
@@ -73,6 +77,8 @@ class PairJob:
         Grid tolerance (fraction of the smallest voxel spacing).
     duplicates : tuple of Path
         Other archive copies of the same volume/mask, compared with the chosen ones.
+    geometry : GeometryOptions
+        Explicit choices for header problems (``--trust_uncoded_geometry``, ``--resample_sheared``).
     """
 
     sample_dir: Path
@@ -84,6 +90,7 @@ class PairJob:
     overwrite: bool = False
     tol_voxel: float = GRID_TOL_VOXEL
     duplicates: tuple[tuple[Path, Path | None], ...] = field(default_factory=tuple)
+    geometry: GeometryOptions = field(default_factory=GeometryOptions)
 
 
 def _later_steps(sample: SampleDir, info: dict[str, Any] | None) -> list[str]:
@@ -137,11 +144,36 @@ def build_record(job: PairJob) -> dict[str, Any]:
 
 
 def _build_params(job: PairJob) -> dict[str, Any]:
-    return {
+    params = {
         "tol_voxel": float(job.tol_voxel),
         "allow_resample": bool(job.allow_resample),
         "allowed_labels": None if job.allowed_labels is None else sorted(int(v) for v in job.allowed_labels),
     }
+    # the geometry options only when given (a sample built without them keeps the record it always had)
+    if job.geometry.trust_uncoded_geometry is not None:
+        params["trust_uncoded_geometry"] = job.geometry.trust_uncoded_geometry
+    if job.geometry.resample_sheared:
+        params["resample_sheared"] = True
+    return params
+
+
+#: Info-yaml key of the geometry record of routine 02: how nibabel and ITK read each archive file, what was used.
+GEOMETRY_RECORD = "geometry"
+
+
+def _geometry_options_used(info: dict[str, Any]) -> dict[str, Any]:
+    """The geometry options a sample's outputs depend on, from its info yaml (``{}`` when none was needed)."""
+    record = info.get(GEOMETRY_RECORD)
+    if not isinstance(record, dict):
+        return {}
+    used: dict[str, Any] = {}
+    for role in ("volume", "mask"):
+        taken = str((record.get(role) or {}).get("taken_from") or "") if isinstance(record.get(role), dict) else ""
+        if taken.endswith(" guess"):
+            used["trust_uncoded_geometry"] = taken.split()[0]
+    if record.get("resampled_to_rigid"):
+        used["resample_sheared"] = True
+    return used
 
 
 def _plain_yaml(value: Any) -> Any:
@@ -172,6 +204,9 @@ def _why_not_up_to_date(sample: SampleDir, info: dict[str, Any], job: PairJob) -
     method = ((info.get("source") or {}).get("alignment") or {}).get("method")
     if method == "resampled" and not now_p["allow_resample"]:
         return "its mask was resampled onto the volume grid, and resampling is not allowed now"
+    for key, value in _geometry_options_used(info).items():
+        if now_p.get(key) != value:
+            return f"it was built with --{key} {value}, now {now_p.get(key) or 'not given'}"
     missing = [p.name for p in (sample.volume, sample.mask if job.mask is not None else None) if p is not None and not p.is_file()]
     if missing:
         return f"output file(s) {missing} are missing"
@@ -237,27 +272,34 @@ def write_pair(job: PairJob) -> dict[str, Any]:
         )
     record = build_record(job)  # before reading: the record describes the bytes read, never newer ones
     vol_img = load_nifti(job.volume)
+    vol_geo = resolve_file_geometry(vol_img, job.volume, job.geometry)  # refuses what it cannot decide alone
     volume = volume_values(vol_img, job.volume)  # int16 stays int16: cast to float32 slab by slab when written
     require_finite(volume, job.volume)  # integers are always finite: a no-op for them
     info: dict[str, Any] = {"ID": sample.id, **job.info}
-    warnings: list[str] = []
-    source: dict[str, Any] = {"volume": str(job.volume), "mask": str(job.mask) if job.mask else None}
-    qs = qform_sform_mismatch_mm(vol_img)
-    if qs is not None and qs > 1e-3:
-        warnings.append(f"{job.volume}: qform and sform disagree by up to {qs:.3g} mm; the sform was used")
+    warnings: list[str] = list(vol_geo.warnings)
+    warnings.extend(_float32_warning(vol_img, job.volume))
+    source: dict[str, Any] = {
+        "volume": str(job.volume), "mask": str(job.mask) if job.mask else None,
+        "volume_dtype_in_archive": dtype_name(vol_img.get_data_dtype()), "volume_byte_order": byte_order(vol_img.get_data_dtype()),
+    }  # fmt: skip
+    geometry: dict[str, Any] = {"volume": _geometry_record(vol_geo), "mask": None}
     mask_out = None
     if job.mask is not None:
         mask_img = load_nifti(job.mask)
+        mask_geo = resolve_file_geometry(mask_img, job.mask, job.geometry)
         mask = read_mask(mask_img, job.mask)
         stats = label_stats(mask)
         if job.allowed_labels is not None:
             check_labels(stats, job.allowed_labels, str(job.mask))
-        qs = qform_sform_mismatch_mm(mask_img)
-        if qs is not None and qs > 1e-3:
-            warnings.append(f"{job.mask}: qform and sform disagree by up to {qs:.3g} mm; the sform was used")
-        aligned = align_mask_to_volume(
-            mask, mask_img.affine, volume.shape, vol_img.affine, tol_voxel=job.tol_voxel, allow_resample=job.allow_resample, source=str(job.mask)
-        )
+        warnings.extend(mask_geo.warnings)
+        geometry["mask"] = _geometry_record(mask_geo)
+        try:
+            aligned = align_mask_to_volume(
+                mask, mask_geo.affine, volume.shape, vol_geo.affine, tol_voxel=job.tol_voxel, allow_resample=job.allow_resample, source=str(job.mask)
+            )
+        except AlignmentError as exc:
+            hint = explain_mismatch(mask, mask_geo, volume.shape, vol_geo, job.tol_voxel)
+            raise AlignmentError(str(exc).replace(RESAMPLE_ADVICE, hint) if hint else str(exc)) from exc
         mask_out = aligned.data
         # copied or exactly reoriented: the same voxels; resampled: counted again
         mask_counts = stats.counts if aligned.method != "resampled" else label_stats(mask_out).counts
@@ -265,10 +307,18 @@ def write_pair(job: PairJob) -> dict[str, Any]:
             "method": aligned.method,
             "displacement_mm": None if np.isnan(aligned.displacement_mm) else float(aligned.displacement_mm),
             "axis_transform": aligned.axis_transform or None,
-            "mask_dtype_in_archive": str(mask_img.get_data_dtype()),
+            "mask_dtype_in_archive": dtype_name(mask_img.get_data_dtype()),
+            "mask_byte_order": byte_order(mask_img.get_data_dtype()),
         }
         if aligned.method == "resampled":
             warnings.append(f"{job.mask}: resampled onto the volume grid with nearest neighbour")
+    out_affine = vol_geo.affine
+    if vol_geo.sheared:  # only with --resample_sheared: resolve_file_geometry refuses it otherwise
+        out_affine, volume, mask_out, resampled = _resample_sheared(vol_geo, volume, mask_out, job)
+        geometry["resampled_to_rigid"] = resampled
+        warnings.append(resampled["message"])
+        if mask_out is not None:
+            mask_counts = label_stats(mask_out).counts
     warnings.extend(_compare_copies(job, volume, vol_img.affine, mask_out))
     sample.path.mkdir(parents=True, exist_ok=True)
     if old_info is not None or sample.info.exists():
@@ -278,18 +328,71 @@ def write_pair(job: PairJob) -> dict[str, Any]:
     if later:  # --overwrite: remove outputs of later steps that the rebuild makes stale
         for _idx, (_short, path) in sample.binary_masks().items():
             path.unlink()
-    save_nifti(sample.volume, volume, vol_img.affine, dtype=np.float32, template=vol_img, descrip="")
+    save_nifti(sample.volume, volume, out_affine, dtype=np.float32, template=vol_img, descrip="")
     if mask_out is not None:
-        save_nifti(sample.mask, mask_out, vol_img.affine, dtype=np.uint8, template=vol_img, descrip="")
+        save_nifti(sample.mask, mask_out, out_affine, dtype=np.uint8, template=vol_img, descrip="")
     elif sample.mask.exists():
         sample.mask.unlink()
     info["source"] = source
+    info[GEOMETRY_RECORD] = geometry
     info["warnings"] = warnings
     info[BUILD_RECORD] = record
     if mask_out is not None:
         record_mask_labels(info, sample.mask, mask_counts)
-    info["history"] = [history_entry(PAIR_STEP, allow_resample=job.allow_resample, tol_voxel=job.tol_voxel)]
+    info["history"] = [history_entry(PAIR_STEP, allow_resample=job.allow_resample, tol_voxel=job.tol_voxel, **_geometry_options_used(info))]
     write_info(sample.info, info)
     for w in warnings:
         logger.warning("%s: %s", sample.id, w)
     return {"status": "written", "alignment": source.get("alignment", {}).get("method") if job.mask else None, "warnings": warnings}
+
+
+def _geometry_record(geo: FileGeometry) -> dict[str, Any]:
+    """Info-yaml record of one archive file's geometry: the short form when both readers agree and nothing is wrong."""
+    full = geo.record()
+    if geo.agreement.consistent:
+        return {k: full[k] for k in ("readers_agree", "reasons", "displacement_mm", "taken_from")}
+    return full
+
+
+def _float32_warning(img, path: Path) -> list[str]:
+    """A warning when an unscaled 32/64-bit integer volume holds values that change when written as float32."""
+    dtype = img.get_data_dtype()
+    stored = img.dataobj
+    if dtype.kind not in "iu" or dtype.itemsize < 4 or not isinstance(stored, np.ndarray):
+        return []
+    count, largest, error = float32_inexact(stored)
+    if not count:
+        return []
+    message = (
+        f"{path}: {count} {dtype_name(dtype)} voxels hold values float32 cannot represent exactly (|value| > 2^24 = 16777216; "
+        f"largest |value| {largest}); the float32 volume changes them by up to {error}"
+    )
+    return [message]
+
+
+def _resample_sheared(vol_geo: FileGeometry, volume: np.ndarray, mask: np.ndarray | None, job: PairJob):
+    """Volume (linear) and mask (nearest neighbour) resampled from the sheared grid onto its nearest rigid grid."""
+    rigid = nearest_rigid_affine(vol_geo.affine)
+    low = float(volume.min()) if volume.size else 0.0  # outside the old field of view: the scan's background (air in CT)
+    new_volume = resample_onto(volume, vol_geo.affine, rigid, order=1, cval=low, dtype=np.float32)
+    record: dict[str, Any] = {
+        "shear_deg": vol_geo.agreement.numbers.get("shear_deg"),
+        "sheared_affine": [[float(v) for v in row] for row in vol_geo.affine],
+        "rigid_affine": [[float(v) for v in row] for row in rigid],
+        "fill_value": low,
+    }
+    lost = ""
+    new_mask = None
+    if mask is not None:
+        new_mask = resample_onto(mask, vol_geo.affine, rigid, order=0, cval=0, dtype=np.uint8)
+        before, after = label_stats(mask).counts, label_stats(new_mask).counts
+        gone = {int(v): int(before[v] - (after[v] if v < len(after) else 0)) for v in range(1, len(before)) if before[v]}
+        gone = {v: n for v, n in gone.items() if n > 0}
+        record["mask_voxels_lost"] = gone
+        if gone:
+            lost = f"; {sum(gone.values())} mask voxels (labels {sorted(gone)}) fell outside the field of view"
+    record["message"] = (
+        f"{job.volume}: sheared grid (axes {record['shear_deg']:.3g}° from perpendicular) resampled onto the nearest rigid grid "
+        f"(--resample_sheared; volume linear, mask nearest neighbour; outside the old field of view {low:g}){lost}"
+    )
+    return rigid, new_volume, new_mask, record

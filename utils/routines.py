@@ -12,6 +12,7 @@ The command lines are the tutorials'; options beyond them are marked in --help.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from utils.archive_scan import SKIPPED_SHEET, ArchiveScan, with_skipped_candidat
 from utils.binary_masks import UP_TO_DATE, extract_sample_binary_masks
 from utils.cli import add_common_args, fail, run_per_sample, setup_logging
 from utils.dataset_manifest import build_dataset_manifest
+from utils.geometry.policy import UNCODED_CHOICES, GeometryOptions
 from utils.labels import LabelMap, install_label_map
 from utils.lazy_import import lazy_import
 from utils.output_paths import check_output_dir, check_output_file
@@ -154,10 +156,20 @@ def write_archive_manifest(
 
 
 def add_pairing_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Routine 02's options beyond the tutorial: ``--resample_mismatched_masks --grid_tol --overwrite``."""
+    """Routine 02's options beyond the tutorial: ``--resample_mismatched_masks --grid_tol --overwrite --trust_uncoded_geometry --resample_sheared``."""
     parser.add_argument("--resample_mismatched_masks", action="store_true", help="resample a mask on another grid with nearest neighbour instead of failing")
     parser.add_argument("--grid_tol", type=float, default=GRID_TOL_VOXEL, help=f"largest voxel-centre displacement between mask and volume grids, as a fraction of a voxel (default {GRID_TOL_VOXEL})")
     parser.add_argument("--overwrite", action="store_true", help="rebuild samples that later routines already modified")
+    parser.add_argument(
+        "--trust_uncoded_geometry", choices=UNCODED_CHOICES, default=None,
+        help="(addition) files without spatial codes (qform_code = sform_code = 0) are refused; this takes ITK's guess "
+        "(LPS, origin 0: where ITK-SNAP/Slicer/nnU-Net put them) or nibabel's (LAS, origin at the centre) instead (recorded); see docs/geometry.md",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resample_sheared", action="store_true",
+        help="(addition) a sheared grid (gantry tilt) is refused: no header gives it to nibabel and ITK alike; this resamples "
+        "volume (linear) and mask (nearest) onto the nearest rigid grid instead (recorded); see docs/geometry.md",
+    )  # fmt: skip
     return parser
 
 
@@ -249,6 +261,8 @@ def confirm_pairs_main(
             manifest, args.root_dir, args.output_dir, rules,
             allow_resample=args.resample_mismatched_masks, overwrite=args.overwrite, tol_voxel=args.grid_tol,
         )  # fmt: skip
+        geometry = GeometryOptions(args.trust_uncoded_geometry, args.resample_sheared)
+        jobs = [dataclasses.replace(job, geometry=geometry) for job in jobs]
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     return confirm_pairs(

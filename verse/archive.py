@@ -17,7 +17,7 @@ import yaml
 
 from utils.aliases import PathLike
 from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_qform_sform
+from utils.archive_scan import FILE_CHECK_COLUMNS, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
 from utils.lazy_import import lazy_import
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
@@ -383,7 +383,7 @@ def build_archive_manifest(
     """
     records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, dask_scheduler=dask_scheduler, show_progress=show_progress)
     if records.empty:
-        return pd.DataFrame(columns=ARCHIVE_COLUMNS), skipped
+        return pd.DataFrame(columns=ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS), skipped
     add_scan_columns(records)
     if participants_file is None:
         participants_file = find_participants_file(archive_root, rules)
@@ -396,8 +396,8 @@ def build_archive_manifest(
     records["sex"] = [people.get(k, {}).get("sex") for k in keys]
     records["age"] = [people.get(k, {}).get("age") for k in keys]
     records["diff_trans_f_norm"] = add_affine_diff_norm(records, ["archive", "subject", "split"])
-    warn_qform_sform(records)
-    return records[ARCHIVE_COLUMNS].reset_index(drop=True), skipped
+    warn_file_findings(records)
+    return records[ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS].reset_index(drop=True), skipped
 
 
 def official_split(manifest: pd.DataFrame, inclusion: str | None) -> tuple[pd.DataFrame, list[str]]:

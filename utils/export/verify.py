@@ -10,7 +10,10 @@ errors, found before anything is written, in one line naming the file:
   label map, the same labels as the manifest's ``valid_labels`` (otherwise the
   mask changed after the manifest was written), the volume's shape, and the
   volume's grid: voxel centres within ``SAME_GRID_TOL_MM`` for the header's
-  affine and for its qform (what SimpleITK reads), and equal voxel spacings.
+  affine and for its qform (what some readers use), and equal voxel spacings;
+- both: a header that nibabel and ITK (nnU-Net's default reader) read alike
+  (:func:`utils.geometry.check_reader_agreement`): a file edited by hand after
+  routine 02 is refused rather than exported with two geometries.
 
 ``headers_only=True`` reads the headers only (shape, grids, spacing) and takes
 the labels from the manifest: fast, for a dataset just checked by routine 05.
@@ -25,10 +28,18 @@ import numpy as np
 from utils.alignment import grid_displacement_mm
 from utils.dataset_manifest import SAME_GRID_TOL_MM
 from utils.export.cases import ExportCase
+from utils.geometry.readers import check_reader_agreement
 from utils.label_stats import label_stats
 from utils.nifti_io import NiftiError, load_header, load_nifti, read_mask, require_3d
 
-__all__ = ["check_pair_geometry", "check_case"]
+__all__ = ["check_pair_geometry", "check_case", "require_readers_agree"]
+
+
+def require_readers_agree(img, path) -> None:
+    """Raise ``NiftiError`` naming ``path`` when nibabel and ITK (nnU-Net's default reader) read the header differently."""
+    agreement = check_reader_agreement(img)
+    if not agreement.agree:
+        raise NiftiError(f"{path}: nibabel and ITK (nnU-Net's reader) read this file differently ({agreement.summary()}); rebuild it with routine 02")
 
 
 def check_pair_geometry(volume_img, mask_img, mask_path) -> None:
@@ -41,6 +52,7 @@ def check_pair_geometry(volume_img, mask_img, mask_path) -> None:
     mask_path : Path
         For the message.
     """
+    require_readers_agree(mask_img, mask_path)
     if tuple(mask_img.shape) != tuple(volume_img.shape):
         raise NiftiError(f"{mask_path}: shape {tuple(mask_img.shape)} differs from the volume's {tuple(volume_img.shape)}")
     shape = tuple(volume_img.shape)
@@ -87,6 +99,7 @@ def check_case(case: ExportCase, label_indices: Collection[int], *, headers_only
     """
     volume_img = load_header(case.volume) if headers_only else load_nifti(case.volume)
     require_3d(volume_img, case.volume)
+    require_readers_agree(volume_img, case.volume)
     if not headers_only:
         _check_finite(volume_img, case.volume)
     if case.mask is None:
