@@ -220,6 +220,8 @@ def run_module(module: str, tests: list[str], shared: dict[str, str], max_childr
         raise SystemExit(f"{module}: mutmut wrote no results ({meta}); see {dest / 'mutmut.log'}")
     codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
     equivalents = load_equivalents()
+    surviving = sorted(name for name, code in codes.items() if code in SURVIVED_CODES or code in NO_TESTS_CODES)
+    diffs = mutant_diffs(dest, module, surviving)
     for name, code in sorted(codes.items()):
         result.total += 1
         if code in KILLED_CODES:
@@ -227,7 +229,7 @@ def run_module(module: str, tests: list[str], shared: dict[str, str], max_childr
         elif code in TIMEOUT_CODES:
             result.timeout += 1
         elif code in SURVIVED_CODES or code in NO_TESTS_CODES:
-            shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=dest, capture_output=True, text=True, check=False).stdout
+            shown = diffs.get(name, "")
             removed, added = parse_diff(shown)
             survivor = Survivor(name, function_of(name), removed, added, shown, "survived" if code in SURVIVED_CODES else "no tests")
             survivor.reason = explain(survivor, module, equivalents)
@@ -236,6 +238,25 @@ def run_module(module: str, tests: list[str], shared: dict[str, str], max_childr
             result.other += 1
             logger.warning("%s: verdict %r (exit code %s)", name, code, code)
     return result
+
+
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+path, names = sys.argv[1], json.loads(sys.stdin.read())
+print(json.dumps({name: get_diff_for_mutant(name, path=path) for name in names}))
+"""
+
+
+def mutant_diffs(dest: Path, module: str, names: list[str]) -> dict[str, str]:
+    """``mutmut show`` of every named mutant, in one interpreter (one start-up instead of one per mutant)."""
+    if not names:
+        return {}
+    proc = subprocess.run([sys.executable, "-c", _DIFFS, module], cwd=dest, input=json.dumps(names), capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"{module}: cannot read the mutants' diffs ({proc.stderr.strip()[-500:]})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def build_parser() -> argparse.ArgumentParser:
