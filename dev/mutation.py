@@ -193,6 +193,10 @@ def run_module(module: str, tests: list[str], shared: dict[str, str], max_childr
     dest = WORK / Path(module).with_suffix("").as_posix().replace("/", ".")
     names: list[str] = []
     meta = dest / "mutants" / f"{module}.meta"
+    previous = dest / module
+    if retest and previous.is_file() and previous.read_bytes() != (REPO / module).read_bytes():
+        logger.info("%s changed since the last run: all its mutants are tested again", module)
+        retest = False
     if retest and meta.is_file():  # only the previous survivors, against the current tests
         codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
         names = sorted(n for n, c in codes.items() if c in SURVIVED_CODES or c in NO_TESTS_CODES)
@@ -266,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="print the configured modules and their tests")
     parser.add_argument("--max_children", type=int, default=1, help="mutants tested in parallel (default 1)")
     parser.add_argument("--retest", action="store_true",
-                        help="re-run only the previous run's survivors against the current tests (the module's code unchanged)")
+                        help="re-run only the previous run's survivors against the current tests (a full run when the module changed)")
     parser.add_argument("--min_score", type=float, default=90.0, help="exit 1 below this score in %% (default 90)")
     parser.add_argument("--brief", action="store_true", help="one line per unexplained survivor instead of its diff")
     parser.add_argument("--stubs", type=Path,

@@ -297,17 +297,54 @@ def test_a_whole_slice_below_the_threshold_is_repaired_on_full_slices_directly(c
 
 def test_the_fallback_to_full_slices_is_exact_on_a_non_square_image_and_says_so(caplog):
     # Label 1 fills the top of a 40 x 25 slice; the background strip below it is thin, so it is a small
-    # "hole" that reaches the side of the label's crop: that label is redone on full slices.
+    # "hole" that reaches the side of the label's crop: that label is redone on full slices, where the
+    # hole at row 30 (beyond the slice's 25 columns) is filled.
     mask = np.zeros((40, 25, 2), np.uint8, order="F")
     mask[:33, :, :] = 1
-    mask[10, 12, 0] = 0
+    mask[30, 12, 0] = 0
     affine = affine_for("LPS", (0.1, 0.1, 1.0))
     repair = SliceRepair("close", (5, 5), 3.0)  # 0.01 mm² pixels: the 7 x 25 strip is 1.75 mm²
     with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
         fused, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair), 3)
     assert fallbacks(caplog) == ["label 1: a small component reaches the crop side; redone on full slices"]
     np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 3, labels=[0, 1]))
-    assert fused[10, 12, 0] == 1
+    assert fused[30, 12, 0] == 1
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+@pytest.mark.parametrize("box", [(slice(5, 11), slice(5, 9)), (slice(3, 9), slice(3, 7)), (slice(7, 13), slice(7, 11))])
+@pytest.mark.parametrize(("factor", "small"), [(BELOW, False), (ABOVE, True)])
+def test_the_crop_ring_counts_the_background_outside_the_crop_exactly(caplog, order, box, factor, small):
+    # A 16 x 14 slice (1 mm² pixels) with a 6 x 4 label: the background around it is one component of
+    # 224 - 24 = 200 mm², most of it outside the label's crop (margin 2 for a 1 x 1 kernel). Its area, told
+    # from the crop and the weights of its ring, must be exactly 200: just above the threshold it is not
+    # small (no fallback), just below it is small and reaches the crop side (the label is redone on full
+    # slices). The boxes put the crop's sides 1, 3 or 5 pixels from the image edges.
+    mask = np.zeros((16, 14, 2), np.uint8)
+    mask[box[0], box[1], :] = 1
+    mask = np.asarray(mask, order=order)
+    affine = affine_for("RAS", (1.0, 1.0, 2.0))
+    repair = SliceRepair("close", (1, 1), 200.0 * factor)
+    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+        changes = repair_changes(mask, affine, repair)
+    assert len(fallbacks(caplog)) == (1 if small else 0)
+    fused, _ = fuse_label_changes(mask, changes, 1)
+    np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 1, labels=[0, 1]))
+
+
+@pytest.mark.parametrize(("factor", "whole"), [(ABOVE, True), (BELOW, False)])
+def test_a_whole_slice_is_small_by_its_area_in_mm2(caplog, factor, whole):
+    # 12 x 9 pixels of 0.5 mm²: 54 mm² per slice. Just above that threshold the slices are handled whole
+    # (no fallback); just below, through the crops, where the small background around the label reaches
+    # the crop side (a fallback).
+    mask = np.zeros((12, 9, 2), np.uint8, order="F")
+    mask[4:8, 3:6, :] = 1
+    affine = affine_for("LPS", (0.5, 1.0, 3.0))
+    repair = SliceRepair("close", (1, 1), 54.0 * factor)
+    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+        fused, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair), 1)
+    assert (fallbacks(caplog) == []) is whole
+    np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 1, labels=[0, 1]))
 
 
 def test_an_area_exactly_at_the_threshold_is_not_small():
