@@ -17,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from eso.archive import DESCRIPTOR_DIR, EsoRules, pair_jobs, parse_archive_path
+from eso.archive import DESCRIPTOR_DIR, EsoRules, manifest_field_rules, pair_jobs, parse_archive_path
 from utils.cli import run_main
 from utils.routines import confirm_pairs_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return confirm_pairs_main(argv, __doc__, DESCRIPTOR_DIR / "archive.yaml", EsoRules.load, pair_jobs, parse_archive_path)
+    return confirm_pairs_main(argv, __doc__, DESCRIPTOR_DIR / "archive.yaml", EsoRules.load, pair_jobs, parse_archive_path, manifest_field_rules)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ always parsed, never built. The per-site metadata sheets
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from utils.lazy_import import lazy_import
 from utils.metadata_sheets import MetaTable, SheetIssue, canonical_id, issues_frame, match_metadata, read_metadata_sheet
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
+from utils.safe_names import FieldRule
 from utils.spreadsheet import is_missing, require_columns
 from utils.yaml_files import load_yaml_file
 
@@ -44,6 +46,7 @@ __all__ = [
     "scan_with_metadata",
     "attribute_columns",
     "pair_jobs",
+    "manifest_field_rules",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,6 +109,7 @@ class EsoRules:
     meta_file: str
     meta_sheet: str | None
     id_columns: tuple[str, ...]
+    fields: dict[str, re.Pattern[str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, path: PathLike = DESCRIPTOR_DIR / "archive.yaml") -> "EsoRules":
@@ -142,6 +146,7 @@ class EsoRules:
                 meta_file=str(meta["file"]),
                 meta_sheet=None if meta.get("sheet") is None else str(meta["sheet"]),
                 id_columns=tuple(str(c) for c in meta["id_columns"]),
+                fields={str(k): re.compile(str(v)) for k, v in (data.get("fields") or {}).items()},
             )
         except (KeyError, TypeError, IndexError, AttributeError, re.error, ValueError) as exc:
             raise ValueError(f"{path}: malformed ESO rules ({exc})") from exc
@@ -153,6 +158,16 @@ class EsoRules:
             if folded in (folder.casefold(), code.casefold()):
                 return code
         return None
+
+
+def manifest_field_rules(rules: EsoRules) -> dict[str, FieldRule]:
+    """What the archive-manifest columns that become folder names (``{site}/{phase}/{site}_{pid}_{phase}``) may hold."""
+    pid = rules.fields.get("pid")
+    return {
+        "site": FieldRule("a site code of the rules", choices=set(rules.sites.values())),
+        "phase": FieldRule("a phase of the rules", choices=set(rules.phases.values())),
+        "pid": FieldRule(f"a patient id ({pid.pattern if pid else 'one name'})", pattern=pid, transform=canonical_id),
+    }
 
 
 def sample_id(site: str, pid: str, phase: str) -> str:
@@ -360,6 +375,7 @@ def pair_jobs(
                 allow_resample=allow_resample,
                 overwrite=overwrite,
                 tol_voxel=tol_voxel,
+                archive_root=Path(archive_root),
             )
         )
     for site, phase, pid in unpaired:
@@ -372,7 +388,7 @@ def pair_jobs(
             )
     without = [j.sample_dir.name for j in jobs if j.mask is None]
     if without:
-        logger.info("%d sample(s) have a volume but no mask (allowed in ESO): %s", len(without), ", ".join(without))
+        logger.info("%d %s a volume but no mask (allowed in ESO): %s", len(without), "sample has" if len(without) == 1 else "samples have", ", ".join(without))
     return jobs, problems
 
 

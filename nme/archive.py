@@ -246,6 +246,7 @@ def pair_jobs(
                 allow_resample=allow_resample,
                 overwrite=overwrite,
                 tol_voxel=tol_voxel,
+                archive_root=Path(archive_root),
             )
         )
     places: dict[str, list[str]] = {}

@@ -140,7 +140,7 @@ def test_bad_file_is_one_line_and_the_rest_is_written(dataset, case, tmp_path, c
     messages = _messages(caplog.records)
     if case == "missing_mask" and lay.mask_optional:  # ESO: a volume without a mask is a valid sample
         assert rc02 == 0
-        _one_line_with(f"have a volume but no mask (allowed in ESO): {lay.sample_id(bad)}", messages)
+        _one_line_with(f"a volume but no mask (allowed in ESO): {lay.sample_id(bad)}", messages)
         assert not lay.sample_dir(root, bad).joinpath(f"{lay.sample_id(bad)}_mask.nii.gz").exists()
     else:
         assert rc02 == 1

@@ -184,7 +184,7 @@ def test_routine_02_skips_samples_that_later_steps_changed_when_their_sources_di
     assert _stamps(verse_done / "grouped") == before  # not one file touched
     info = read_info(lay.sample_dir(verse_done, "verse601") / "verse601_info.yaml")
     rec = info["built_from"]
-    assert rec["volume"]["name"] == "sub-verse601_ct.nii.gz" and rec["volume"]["size"] > 0 and isinstance(rec["volume"]["crc32"], int)
+    assert rec["volume"]["path"] == "dataset-01training/rawdata/sub-verse601/sub-verse601_ct.nii.gz" and rec["volume"]["size"] > 0 and isinstance(rec["volume"]["crc32"], int)
     assert rec["params"] == {"tol_voxel": 0.01, "allow_resample": False, "allowed_labels": list(range(29))}
 
 
@@ -268,7 +268,7 @@ def test_binary_masks_are_skipped_while_up_to_date_and_redone_when_not(verse_don
     caplog.clear()
     assert run_script(lay.script("bin"), "--root_dir", g, "--label_explanation", label_map) == 0
     assert _stamps(g) == before
-    assert "2 sample(s) skipped, their binary masks are up to date with their mask: verse601, verse602" in caplog.text
+    assert "2 samples skipped, their binary masks are up to date with their mask: verse601, verse602" in caplog.text
     folder = lay.sample_dir(verse_done, "verse602")
     (folder / "verse602_mask_05_C5.nii.gz").unlink()
     assert run_script(lay.script("bin"), "--root_dir", g, "--label_explanation", label_map) == 0
@@ -284,7 +284,7 @@ def test_binary_masks_are_skipped_while_up_to_date_and_redone_when_not(verse_don
 def test_rerunning_03_says_which_samples_it_skipped(verse_done, caplog):
     caplog.clear()
     assert run_script(LAYOUTS["verse"].script("03"), "--root_dir", verse_done / "grouped") == 0
-    assert "2 sample(s) already revised, skipped (the remap is never applied twice): verse601, verse602" in caplog.text
+    assert "2 samples already revised, skipped (the remap is never applied twice): verse601, verse602" in caplog.text
 
 
 def test_pending_history_entry_of_a_mask_tool_is_completed_or_dropped(tmp_path, caplog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import logging
 import shutil
 from pathlib import Path
@@ -187,7 +188,7 @@ def test_a_failed_sample_leaves_the_split_with_a_log_line_and_a_record(verse, ca
     assert list(record.columns) == list(RECORD_COLUMNS)
     assert record.to_dict("records") == [{
         "split": "split01_standard", "ID": "verse401-201", "subset": "train", "verdict": "fail", "note": "L4 mislabelled",
-        "reviewer": "ab", "date": "2026-11-24", "review_file": str(review.resolve()), "report_digest": None,
+        "reviewer": "ab", "date": "2026-11-24", "review_file": os.path.relpath(review.resolve(), manifest.parent.resolve()), "report_digest": None,
     }]  # fmt: skip
     # a second split adds its rows; re-running the first without the mark drops only its rows
     assert split(verse, "split02_verse19", "--inclusion", "VerSe19") == 0
@@ -253,7 +254,7 @@ def test_the_export_leaves_out_a_sample_marked_fail_in_every_format_and_lists_it
     for folder in folders.values():
         record = json.loads((folder / EXPORT_RECORD).read_text())
         assert record == {
-            "review_file": str(review.resolve()), "dataset": "verse", "report_digest": None, "split": "split01_standard",
+            "review_file": os.path.relpath(review.resolve(), folder.resolve()), "dataset": "verse", "report_digest": None, "split": "split01_standard",
             "excluded": [{"ID": "verse401-201", "subset": "train", "verdict": "fail", "note": "L4 mislabelled", "reviewer": "ab", "date": "2026-11-24"}],
         }  # fmt: skip
         assert not [p for p in folder.rglob("*") if "verse401-201" in p.name]

@@ -16,6 +16,13 @@ at the destination, the temporary file is dropped and the destination is left
 untouched (same inode, same mtime), so re-running a routine does not churn
 files that backup or versioning tools (git-annex, DVC, rsync) watch.
 
+Interrupted writes: every temporary file this process creates is registered
+(before it is created) until it is renamed or removed, so that Ctrl-C, which
+can arrive between any two steps of a write, never leaves one behind:
+:func:`remove_live_temporaries` (called by :func:`utils.cli.run_main` and by
+each worker process on ``KeyboardInterrupt``) deletes them before the routine
+says it was interrupted.
+
 Stale temporaries: a ``kill -9`` leaves the temporary file of the write in
 progress. :func:`remove_stale_temporaries` deletes, in one folder, the hidden
 temporaries that carry this module's name pattern (or the ``mkstemp`` pattern
@@ -32,6 +39,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +53,7 @@ __all__ = [
     "atomic_write_text",
     "is_our_temporary",
     "remove_stale_temporaries",
+    "remove_live_temporaries",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +63,35 @@ STALE_TEMPORARY_AGE_S = 3600.0
 
 #: ``.<name>.<pid>-<8 hex>.tmp`` (this module) or ``.<name>.<8 of [a-z0-9_]>.tmp`` (tempfile.mkstemp, earlier versions).
 _TEMPORARY_RE = re.compile(r"^\.(?P<target>.+)\.(?:\d+-[0-9a-f]{8}|[a-z0-9_]{8})\.tmp$")
+
+
+#: Temporary files of this process not yet renamed into place or removed (see the module docstring).
+_LIVE: set[Path] = set()
+_LIVE_GUARD = threading.Lock()
+
+
+def remove_live_temporaries() -> tuple[list[Path], list[Path]]:
+    """Delete every temporary file this process registered and has not renamed or removed yet.
+
+    Returns
+    -------
+    removed, failed : list of Path
+        Files deleted, and files that exist but could not be deleted.
+    """
+    with _LIVE_GUARD:
+        paths = sorted(_LIVE)
+        _LIVE.clear()
+    removed, failed = [], []
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            failed.append(path)
+            continue
+        removed.append(path)
+    return removed, failed
 
 
 def is_our_temporary(name: str) -> bool:
@@ -96,21 +134,40 @@ def remove_stale_temporaries(folder: PathLike, max_age_s: float = STALE_TEMPORAR
             continue
         removed.append(Path(entry.path))
     if removed:
-        logger.info("%s: removed %d stale temporary file(s) left by an interrupted run: %s", folder, len(removed), ", ".join(p.name for p in removed))
+        n = len(removed)
+        logger.info("%s: removed %d stale temporary %s left by an interrupted run or a lost worker: %s", folder, n,
+                    "file" if n == 1 else "files", ", ".join(p.name for p in removed))  # fmt: skip
     return removed
 
 
 def _create_temporary(path: Path) -> Path:
-    """Create an empty hidden sibling of ``path`` with the mode ``open()`` gives a new file; return its path."""
+    """Create an empty hidden sibling of ``path`` with the mode ``open()`` gives a new file; return its path.
+
+    The path is registered in :data:`_LIVE` *before* the file is created, so no
+    interruption can leave a file that :func:`remove_live_temporaries` does not know.
+    """
     for _attempt in range(100):
         tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        with _LIVE_GUARD:
+            _LIVE.add(tmp)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
         except FileExistsError:
+            _forget(tmp)
             continue
+        except OSError:
+            _forget(tmp)
+            raise
+        # (a KeyboardInterrupt raised as os.open returns leaves tmp registered: the file may exist)
         os.close(fd)
         return tmp
     raise FileExistsError(errno.EEXIST, f"no free temporary file name next to {path}")
+
+
+def _forget(tmp: Path) -> None:
+    """``tmp`` was renamed into place or removed: no longer ours to clean up."""
+    with _LIVE_GUARD:
+        _LIVE.discard(tmp)
 
 
 def _same_content(a: Path, b: Path) -> bool:
@@ -163,13 +220,16 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             if os.stat(path).st_mode & 0o777 != mode:
                 os.chmod(path, mode)
             tmp.unlink()
+            _forget(tmp)
             return
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _forget(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        _forget(tmp)
         raise
 
 

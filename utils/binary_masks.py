@@ -18,6 +18,7 @@ from utils.atomic import remove_stale_temporaries
 from utils.label_stats import LabelStats, label_stats
 from utils.labels import LabelMap, check_labels
 from utils.nifti_io import load_nifti, read_mask, save_nifti
+from utils.sample_lock import sample_lock
 from utils.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, SampleDir, binary_masks_source, file_stamp, history_entry, read_info, record_mask_labels, write_info
 
 if TYPE_CHECKING:
@@ -123,6 +124,11 @@ def extract_sample_binary_masks(sample: SampleDir, label_map: LabelMap, step: st
     """
     if not sample.mask.is_file():
         raise FileNotFoundError(f"{sample.mask}: mask file missing")
+    with sample_lock(sample.path):  # one writer per sample folder
+        return _extract_locked(sample, label_map, step)
+
+
+def _extract_locked(sample: SampleDir, label_map: LabelMap, step: str) -> str:
     remove_stale_temporaries(sample.path)
     info = read_info(sample.info) if sample.info.is_file() else None
     stamp = file_stamp(sample.mask)

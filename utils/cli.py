@@ -20,6 +20,7 @@ import argparse
 import concurrent.futures as cf
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tqdm import tqdm
+
+from utils.atomic import remove_live_temporaries
 
 __all__ = [
     "SampleError",
@@ -36,12 +39,32 @@ __all__ = [
     "setup_logging",
     "run_per_sample",
     "positive_int",
+    "plural",
+    "WorkersLost",
 ]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def plural(n: int, singular: str, plural_form: str | None = None) -> str:
+    """``1 sample``, ``2 samples``, ``0 samples`` (``plural_form`` for irregular words).
+
+    Examples
+    --------
+    >>> plural(1, "sample"), plural(3, "mask"), plural(2, "was", "were")
+    ('1 sample', '3 masks', '2 were')
+    """
+    return f"{n} {singular if n == 1 else (plural_form or singular + 's')}"
+
+
+class WorkersLost(SystemExit):
+    """Every worker of a run died (killed, out of memory): the run stops with one line, exit code 2."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
 
 
 class SampleError(ValueError):
@@ -151,15 +174,21 @@ class RunReport:
         """Log the one-line summary and, on failure, every error once more."""
         total = len(self.results) + len(self.errors)
         if self.errors:
-            logger.error("%s: %d of %d samples failed:", self.desc, len(self.errors), total)
+            logger.error("%s: %d of %s failed:", self.desc, len(self.errors), plural(total, "sample"))
             for key, msg in self.errors.items():
                 logger.error("  %s: %s", key, msg)
         else:
-            logger.info("%s: %d samples done", self.desc, total)
+            logger.info("%s: %s done", self.desc, plural(total, "sample"))
 
     def exit_code(self) -> int:
         """0 when every item succeeded, 1 otherwise."""
         return 1 if self.errors else 0
+
+
+def _ignore_sigint() -> None:
+    """Worker processes leave Ctrl-C to the parent: it stops handing out samples and waits for the running ones,
+    which finish their writes (an idle worker interrupted while waiting would print a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _call(func: Callable[[T], R], item: T) -> tuple[bool, Any]:
@@ -168,6 +197,9 @@ def _call(func: Callable[[T], R], item: T) -> tuple[bool, Any]:
         return True, func(item)
     except EXPECTED_ERRORS as exc:
         return False, str(exc)
+    except KeyboardInterrupt:  # Ctrl-C (also in a worker process): no temporary file of ours stays behind
+        remove_live_temporaries()
+        raise
     except Exception as exc:  # a bug: keep the traceback
         logger.exception("unexpected error")
         return False, f"unexpected {type(exc).__name__}: {exc} (a bug; please report it with the log above)"
@@ -235,14 +267,28 @@ def run_per_sample(
                     logger.error("%s: %s", key(item), outcomes[i][1])
                 bar.update(1)
         else:
-            with cf.ProcessPoolExecutor(max_workers=min(workers, len(items), os.cpu_count() or workers)) as pool:
+            pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(items), os.cpu_count() or workers), initializer=_ignore_sigint)
+            try:
                 futures = {pool.submit(_call, func, item): i for i, item in enumerate(items)}
                 for fut in cf.as_completed(futures):
                     i = futures[fut]
-                    outcomes[i] = fut.result()
+                    try:
+                        outcomes[i] = fut.result()
+                    except cf.process.BrokenProcessPool:
+                        lost = [items[j] for j in range(len(items)) if j not in outcomes]
+                        abandon(lost, key)
+                        logger.error(
+                            "a worker process died (killed, or out of memory): %d of %s finished, %d not processed; "
+                            "their temporary files were removed; re-run to finish them", len(outcomes), plural(len(items), "sample"), len(lost),
+                        )  # fmt: skip
+                        raise WorkersLost() from None
                     if not outcomes[i][0]:
                         logger.error("%s: %s", key(items[i]), outcomes[i][1])
                     bar.update(1)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: queued samples are not started
+                raise
+            pool.shutdown(wait=True)
     finally:
         bar.close()
     for i, item in enumerate(items):
@@ -261,10 +307,54 @@ def fail(message: str) -> int:
     return 2
 
 
+def abandon(items: Sequence[Any], key: Callable[[Any], str] = str) -> list[Path]:
+    """Clean the sample folders of items whose worker died: our temporary files there, and a folder left empty.
+
+    Only folders whose lock (:mod:`utils.sample_lock`) nobody holds are touched:
+    a temporary file in such a folder belongs to no running writer.
+
+    Returns
+    -------
+    removed : list of Path
+    """
+    from utils.sample_lock import clean_abandoned_folder
+
+    removed: list[Path] = []
+    for item in items:
+        folder = sample_folder_of(item)
+        if folder is not None:
+            removed.extend(clean_abandoned_folder(folder))
+    if removed:
+        logger.info("removed %s left by the lost work: %s", plural(len(removed), "temporary file"), ", ".join(p.name for p in removed))
+    return removed
+
+
+def sample_folder_of(item: Any) -> Path | None:
+    """The sample folder a work item writes (``SampleDir.path``, ``PairJob.sample_dir``), or None."""
+    folder = getattr(item, "sample_dir", None)
+    if folder is None and type(item).__name__ == "SampleDir":
+        folder = getattr(item, "path", None)
+    return Path(folder) if folder is not None else None
+
+
+def interrupted_message() -> str:
+    """Remove this process's temporary files (:func:`utils.atomic.remove_live_temporaries`) and say what happened."""
+    removed, failed = remove_live_temporaries()
+    if failed:
+        return (f"interrupted; {plural(len(failed), 'temporary file')} could not be removed: "
+                f"{', '.join(str(p) for p in failed)}; finished files are complete")  # fmt: skip
+    cleaned = f"{plural(len(removed), 'temporary file')} of unfinished writes removed" if removed else "no unfinished write was in progress"
+    return f"interrupted; {cleaned}; finished files are complete"
+
+
 def run_main(main: Callable[[Sequence[str] | None], int]) -> None:
-    """``sys.exit(main())`` for the ``__main__`` block; Ctrl-C exits 130 without a traceback."""
+    """``sys.exit(main())`` for the ``__main__`` block; Ctrl-C exits 130 without a traceback.
+
+    On Ctrl-C the temporary files of the writes in progress are removed before
+    the routine says so (worker processes remove their own).
+    """
     try:
         sys.exit(main(None))
     except KeyboardInterrupt:
-        logging.getLogger().error("interrupted; finished files are complete, no half-written file was left")
+        logging.getLogger().error(interrupted_message())
         sys.exit(130)

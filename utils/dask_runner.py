@@ -17,8 +17,18 @@ first task of a worker that joins later) and checks that the worker
   the worker must be able to create a file there;
 - sees this machine's working directory, when relative paths are in play
   (tasks then run in it);
-- can import ``utils`` and the module of the per-sample function (else: start
-  the workers with ``PYTHONPATH=<repository>``).
+- can import ``utils`` and the module of the per-sample function from the code
+  this command shipped (else: the workers lack a dependency).
+
+**The project's own code travels with the run**: the command zips ``utils/``,
+the dataset packages, ``descriptors/`` and ``requirements.txt`` of this
+checkout (:func:`make_code_bundle`, named by its SHA-256) and registers it on
+the cluster with distributed's ``UploadFile`` worker plugin, which writes it
+into every worker's local directory, also on workers that join later. Each
+worker unpacks it once into a folder of that name and imports our packages
+from there (:func:`make_activator`), so workers need only the dependencies
+installed, never ``PYTHONPATH`` or a checkout: a cluster someone else started
+(a lab's shared scheduler, Dask Gateway, Kubernetes) works as it is.
 
 A failed check stops the run before any sample with one line naming the
 worker and the path (exit 2), as does a missing ``distributed`` package or an
@@ -30,6 +40,11 @@ temporary file and renamed into place (:mod:`utils.atomic`), so a re-run
 sample replaces whatever the lost attempt left with complete files. A sample
 whose task kills its workers more often than the scheduler's
 ``distributed.scheduler.allowed-failures`` (default 3) fails with one line.
+When the **last** worker is lost and none joins within
+:data:`LOST_WORKERS_WAIT_S`, the run stops with one line (exit 2) instead of
+waiting forever; the temporary files the lost work left in the sample folders
+of the unfinished samples are removed first (only where no other run holds
+the sample's lock).
 
 ``distributed`` is imported only here, only when ``--dask_scheduler`` is used.
 """
@@ -41,17 +56,24 @@ import functools
 import logging
 import os
 import pickle
+import queue
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from utils.cli import plural
+
 __all__ = [
     "MISSING_DISTRIBUTED",
     "PROBE_PREFIX",
     "WAIT_FOR_WORKERS_S",
+    "LOST_WORKERS_WAIT_S",
+    "make_code_bundle",
+    "make_activator",
     "run_on_dask",
     "run_item_on_worker",
     "make_probe",
@@ -68,6 +90,19 @@ PROBE_PREFIX = ".dask_probe_"
 
 #: Seconds to wait for the first worker when the scheduler has none (e.g. SLURM jobs still queued).
 WAIT_FOR_WORKERS_S = 120.0
+
+#: Seconds a run waits, once every worker has left during the run, for one to join before it stops (exit 2).
+LOST_WORKERS_WAIT_S = 120.0
+
+#: Seconds between two looks at the cluster while samples are pending.
+POLL_S = 1.0
+
+#: Name of the worker plugin that carries the toolkit's code (one slot: the latest run's code is sent to new workers).
+CODE_PLUGIN = "segmentation-toolkit-code"
+
+#: What is shipped to the workers: the packages and the data files they read.
+_BUNDLE_DIRS = ("utils", "verse", "nme", "eso", "descriptors")
+_BUNDLE_FILES = ("requirements.txt",)
 
 #: Repository root as this machine sees it (told to the user when a worker cannot import ``utils``).
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
@@ -89,16 +124,100 @@ def _fatal(message: str) -> SystemExit:
 # --------------------------------------------------------------------------------------------------
 
 
+def make_code_bundle(repo: str | os.PathLike[str] = REPO_ROOT) -> tuple[str, bytes]:
+    """A zip of the code and data files the workers need, named by its content.
+
+    Returns
+    -------
+    name : str
+        ``segmentation-toolkit-<12 hex>.zip`` (SHA-256 of the content: the same code gives the same name).
+    data : bytes
+        The zip: ``utils/``, ``verse/``, ``nme/``, ``eso/``, ``descriptors/`` and
+        ``requirements.txt`` (no ``__pycache__``), fixed dates, sorted entries.
+    """
+    import hashlib
+    import io
+    import zipfile
+
+    root = Path(repo)
+    files = [root / f for f in _BUNDLE_FILES if (root / f).is_file()]
+    for folder in _BUNDLE_DIRS:
+        files += [p for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(files):
+            info = zipfile.ZipInfo(path.relative_to(root).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, path.read_bytes())
+    data = buffer.getvalue()
+    return f"segmentation-toolkit-{hashlib.sha256(data).hexdigest()[:12]}.zip", data
+
+
+def make_activator() -> Callable[[list[Any], str], str | None]:
+    """The worker-side step that makes the shipped code the one imported, as a function pickled by value.
+
+    Returns
+    -------
+    activate : callable
+        ``activate(code, local_directory) -> error or None`` with ``code = [zip name, packages]``:
+        unpacks ``local_directory/<zip name>`` once into ``local_directory/<name without .zip>``
+        (atomically, so concurrent tasks agree), drops modules of our packages imported from
+        anywhere else (an older version, a ``PYTHONPATH`` checkout) and puts the folder first on
+        ``sys.path``. Standard library only.
+    """
+
+    def activate(code: list[Any], local_directory: str) -> str | None:
+        import importlib
+        import os
+        import shutil
+        import sys
+        import tempfile
+        import zipfile
+
+        zip_name, packages = code[0], list(code[1])
+        target = os.path.join(local_directory, zip_name[: -len(".zip")])
+        if not os.path.isdir(target):
+            source = os.path.join(local_directory, zip_name)
+            if not os.path.isfile(source):
+                return f"did not receive the toolkit's code {zip_name} (the '{'segmentation-toolkit-code'}' worker plugin)"
+            unpacked = tempfile.mkdtemp(prefix=".unpack-", dir=local_directory)
+            try:
+                with zipfile.ZipFile(source) as bundle:
+                    bundle.extractall(unpacked)
+                os.rename(unpacked, target)
+            except OSError:
+                shutil.rmtree(unpacked, ignore_errors=True)
+                if not os.path.isdir(target):
+                    raise
+        prefix = target + os.sep
+        for name in list(sys.modules):
+            if name.split(".")[0] in packages:
+                origin = getattr(sys.modules[name], "__file__", None) or ""
+                if not os.path.abspath(origin).startswith(prefix):
+                    del sys.modules[name]
+        if not sys.path or sys.path[0] != target:
+            while target in sys.path:
+                sys.path.remove(target)
+            sys.path.insert(0, target)
+            importlib.invalidate_caches()
+        return None
+
+    return activate
+
+
 def make_probe() -> tuple[Callable[[dict[str, Any]], dict[str, Any]], Callable[[str], str]]:
     """The worker check and the folder fingerprint it compares, as functions pickled by value.
 
     Returns
     -------
     probe : callable
-        ``probe(spec) -> {"error": str or None, "repo": str or None}``; ``spec``
+        ``probe(spec, dask_worker=None) -> {"error": str or None, "repo": str or None}``; ``spec``
         holds only built-in types: ``token``, ``cwd`` (str or None),
         ``input_dirs`` (list of ``[path, fingerprint or None]``), ``output_dirs``
-        (list of str), ``modules`` (list of str), ``repo`` (str).
+        (list of str), ``modules`` (list of str), ``repo`` (str), ``code``
+        (``[zip name, packages]`` or None: activated first, see :func:`make_activator`).
+        ``client.run`` passes the worker as ``dask_worker``.
     fingerprint : callable
         Folder -> digest of its sorted entry names (how an input folder is
         recognised as the same on another machine).
@@ -110,13 +229,20 @@ def make_probe() -> tuple[Callable[[dict[str, Any]], dict[str, Any]], Callable[[
 
         return hashlib.sha1("\n".join(sorted(os.listdir(path))).encode("utf-8", "surrogateescape")).hexdigest()
 
-    def probe(spec: dict[str, Any]) -> dict[str, Any]:
+    activate = make_activator()
+
+    def probe(spec: dict[str, Any], dask_worker: Any = None) -> dict[str, Any]:
         import importlib
         import os
         import sys
         import tempfile
 
         def check() -> str | None:
+            code = spec.get("code")
+            if code and dask_worker is not None:
+                problem = activate(code, dask_worker.local_directory)
+                if problem:
+                    return problem
             cwd = spec.get("cwd")
             if cwd and not os.path.isdir(cwd):
                 return f"does not see the working directory {cwd} (relative paths are resolved in it; pass absolute paths or use a shared folder)"
@@ -149,11 +275,11 @@ def make_probe() -> tuple[Callable[[dict[str, Any]], dict[str, Any]], Callable[[
                 except ImportError as exc:
                     missing = getattr(exc, "name", None) or ""
                     package = module.split(".")[0]
-                    if missing == package:
-                        return f"cannot import {module} ({exc}): start the workers with PYTHONPATH={spec['repo']}"
                     if missing.split(".")[0] == package:
-                        return f"cannot import {module} ({exc}): the workers import another version of this repository: start them with PYTHONPATH={spec['repo']}"
+                        return f"cannot import {module} ({exc}) from the toolkit's code shipped to the worker"
                     return f"cannot import {module} ({exc}): install requirements.txt in the workers' Python environment"
+                except SystemExit:  # utils' own dependency check
+                    return f"cannot import {module}: a dependency is missing: install requirements.txt in the workers' Python environment"
             return None
 
         try:
@@ -168,28 +294,42 @@ def make_probe() -> tuple[Callable[[dict[str, Any]], dict[str, Any]], Callable[[
     return probe, fingerprint
 
 
-def make_task(repo: str) -> Callable[[bytes], bytes]:
+def make_task(repo: str) -> Callable[..., bytes]:
     """The function every sample's task runs, pickled by value (see below).
 
     Recent schedulers unpickle the task graph; so that a scheduler started
     without this repository on its path can run ours, what it sees is this
     standard-library function and bytes: the item, and ``(work, spec)``
     (pickled once for all tasks) pickled on the client, unpickled on the
-    worker (which then imports ``utils``), and the outcome pickled back.
+    worker (after the shipped code was activated, see :func:`make_activator`),
+    and the outcome pickled back.
 
     Parameters
     ----------
     repo : str
-        Repository root, named in the message when a worker cannot import ``utils``.
+        Repository root on the client, named in messages.
     """
+    activate = make_activator()
 
-    def run_task(item: bytes, shared: bytes) -> bytes:
+    def run_task(item: bytes, shared: bytes, code: list[Any] | None = None) -> bytes:
         import pickle
 
+        if code:
+            try:
+                from distributed import get_worker
+
+                local_directory = get_worker().local_directory
+            except (ImportError, ValueError):
+                local_directory = None
+            problem = activate(code, local_directory) if local_directory else None
+            if problem:
+                return pickle.dumps(("probe", problem, []))
         try:
             from utils.dask_runner import run_item_on_worker
         except ImportError as exc:
-            return pickle.dumps(("probe", f"cannot import utils.dask_runner ({exc}): start the workers with PYTHONPATH={repo}", []))
+            return pickle.dumps(("probe", f"cannot import utils.dask_runner ({exc}) from the toolkit's code shipped to the worker (client checkout {repo})", []))
+        except SystemExit:
+            return pickle.dumps(("probe", "cannot import utils: a dependency is missing: install requirements.txt in the workers' Python environment", []))
         work, spec = pickle.loads(shared)
         return pickle.dumps(run_item_on_worker(pickle.loads(item), work=work, spec=spec))
 
@@ -340,7 +480,9 @@ def _write_token(folder: str, token: str) -> str:
 
 
 @contextlib.contextmanager
-def _probe_spec(func: Callable[[Any], Any], input_dirs: Sequence[os.PathLike[str] | str], output_dirs: Sequence[os.PathLike[str] | str]) -> Iterator[dict[str, Any]]:
+def _probe_spec(
+    func: Callable[[Any], Any], input_dirs: Sequence[os.PathLike[str] | str], output_dirs: Sequence[os.PathLike[str] | str], code: list[Any] | None = None
+) -> Iterator[dict[str, Any]]:
     """The probe specification; writes the token file into every output folder (created when missing) and removes it after."""
     token = uuid.uuid4().hex
     relative = any(not os.path.isabs(os.fspath(p)) for p in (*input_dirs, *output_dirs))
@@ -369,6 +511,7 @@ def _probe_spec(func: Callable[[Any], Any], input_dirs: Sequence[os.PathLike[str
         yield {
             "token": token, "probe_prefix": PROBE_PREFIX, "cwd": os.getcwd() if relative else None,
             "input_dirs": inputs, "output_dirs": outputs, "modules": modules, "repo": REPO_ROOT, "log_level": level,
+            "code": code,
         }  # fmt: skip
     finally:
         for token_file in written:
@@ -401,9 +544,34 @@ def _check_workers(client: Any, spec: dict[str, Any], address: str) -> int:
             raise _fatal(f"dask worker {worker}: cannot run the start-up check ({type(answer).__name__}: {answer})")
         if answer["error"]:
             raise _fatal(f"dask worker {worker} {answer['error']}")
-        if answer["repo"] and os.path.realpath(answer["repo"]) != os.path.realpath(REPO_ROOT):
-            logger.warning("dask worker %s imports utils from %s, this machine from %s: make sure both are the same version", worker, answer["repo"], REPO_ROOT)
     return len(answers)
+
+
+def _ship_code(client: Any) -> list[Any]:
+    """Register this checkout's code on the cluster (:data:`CODE_PLUGIN`); return ``[zip name, packages]`` for the tasks."""
+    import tempfile
+
+    from distributed.diagnostics.plugin import UploadFile
+
+    name, data = make_code_bundle()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        plugin = UploadFile(str(path), load=False)  # reads the file now: the plugin carries the bytes
+    try:
+        with _quiet_distributed():
+            client.register_plugin(plugin, name=CODE_PLUGIN)
+    except Exception as exc:  # noqa: BLE001 - any failure of the cluster to take the plugin is one line
+        raise _fatal(f"cannot send the toolkit's code to the Dask workers ({type(exc).__name__}: {exc})") from None
+    logger.debug("toolkit code %s (%d kB) sent to the Dask workers", name, len(data) // 1024)
+    return [name, list(_PACKAGES)]
+
+
+def _worker_count(client: Any, address: str) -> int:
+    try:
+        return len(client.scheduler_info().get("workers") or {})
+    except Exception:  # noqa: BLE001 - scheduler gone: the futures are cancelled, reported by the loop
+        return -1
 
 
 def _failure_message(fut: Any, distributed: Any) -> str:
@@ -459,38 +627,80 @@ def run_on_dask(
 
     client = _connect(distributed, address)
     futures: list[Any] = []
+    finished: set[int] = set()
     try:
-        with _probe_spec(func, input_dirs, output_dirs) as spec:
+        code = _ship_code(client)
+        with _probe_spec(func, input_dirs, output_dirs, code) as spec:
             n_workers = _check_workers(client, spec, address)
-            logger.info("Dask scheduler %s: %d workers checked (they see %s); %d samples submitted",
-                        address, n_workers, ", ".join(spec["output_dirs"] + [p for p, _ in spec["input_dirs"] if p not in spec["output_dirs"]]) or "-",
-                        len(items))  # fmt: skip
+            logger.info("Dask scheduler %s: %s checked (they see %s); %s submitted",
+                        address, plural(n_workers, "worker"), ", ".join(spec["output_dirs"] + [p for p, _ in spec["input_dirs"] if p not in spec["output_dirs"]]) or "-",
+                        plural(len(items), "sample"))  # fmt: skip
             keys = [f"{desc}-{i}-{spec['token']}" for i in range(len(items))]
             shared = cloudpickle.dumps((func, spec))
-            futures = client.map(make_task(REPO_ROOT), [cloudpickle.dumps(item) for item in items], key=keys, pure=False, shared=shared)
+            futures = client.map(make_task(REPO_ROOT), [cloudpickle.dumps(item) for item in items], key=keys, pure=False, shared=shared, code=code)
             index = {fut.key: i for i, fut in enumerate(futures)}
-            for fut in distributed.as_completed(futures, loop=client.loop):
-                i = index[fut.key]
-                if fut.status == "cancelled":
-                    raise _fatal(f"lost the Dask scheduler at {address} during the run; samples already done are complete, re-run for the others")
-                if fut.status == "error":
-                    outcome: tuple[bool, Any] = (False, _failure_message(fut, distributed))
-                else:
-                    status, value, records = pickle.loads(fut.result())
-                    if status == "probe":
-                        worker = next(iter(client.who_has([fut]).get(fut.key, ())), "?")
-                        raise _fatal(f"dask worker {worker} (joined during the run) {value}")
-                    for record in records:
-                        target = logging.getLogger(record.name)
-                        if target.isEnabledFor(record.levelno):
-                            target.handle(record)
-                    outcome = (status == "ok", value)
-                fut.release()
-                yield i, outcome
+            completed: queue.Queue[Any] = queue.Queue()
+            for fut in futures:
+                fut.add_done_callback(completed.put)  # called in distributed's callback thread
+            pending = set(futures)
+            no_worker_since: float | None = None
+            while pending:
+                try:
+                    done = [completed.get(timeout=POLL_S)]
+                except queue.Empty:
+                    done = []
+                while True:  # whatever else completed meanwhile
+                    try:
+                        done.append(completed.get_nowait())
+                    except queue.Empty:
+                        break
+                pending.difference_update(done)
+                if not done:
+                    workers = _worker_count(client, address)
+                    if workers == 0:
+                        no_worker_since = no_worker_since if no_worker_since is not None else time.monotonic()
+                        if time.monotonic() - no_worker_since >= LOST_WORKERS_WAIT_S:
+                            unfinished = [items[index[f.key]] for f in pending]
+                            _abandon(unfinished)
+                            raise _fatal(
+                                f"every Dask worker of the scheduler at {address} was lost during the run and none joined within "
+                                f"{LOST_WORKERS_WAIT_S:.0f} s: {len(finished)} of {plural(len(items), 'sample')} finished, "
+                                f"{len(unfinished)} not processed (the temporary files of the lost work were removed); re-run to finish them"
+                            )
+                    else:
+                        no_worker_since = None
+                    continue
+                no_worker_since = None
+                for fut in sorted(done, key=lambda f: index[f.key]):
+                    i = index[fut.key]
+                    if fut.status == "cancelled":
+                        raise _fatal(f"lost the Dask scheduler at {address} during the run; samples already done are complete, re-run for the others")
+                    if fut.status == "error":
+                        outcome: tuple[bool, Any] = (False, _failure_message(fut, distributed))
+                    else:
+                        status, value, records = pickle.loads(fut.result())
+                        if status == "probe":
+                            worker = next(iter(client.who_has([fut]).get(fut.key, ())), "?")
+                            raise _fatal(f"dask worker {worker} (joined during the run) {value}")
+                        for record in records:
+                            target = logging.getLogger(record.name)
+                            if target.isEnabledFor(record.levelno):
+                                target.handle(record)
+                        outcome = (status == "ok", value)
+                    fut.release()
+                    finished.add(i)
+                    yield i, outcome
     finally:
-        pending = [f for f in futures if not f.done()]
-        if pending:
+        pending_futures = [f for f in futures if not f.done()]
+        if pending_futures:
             with contextlib.suppress(Exception):
-                client.cancel(pending)
+                client.cancel(pending_futures)
         with _quiet_distributed(), contextlib.suppress(Exception):
             client.close()
+
+
+def _abandon(items: Sequence[Any]) -> None:
+    """Clean the sample folders of work lost with its workers (:func:`utils.cli.abandon`)."""
+    from utils.cli import abandon
+
+    abandon(items)

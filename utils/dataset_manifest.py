@@ -251,9 +251,7 @@ def build_dataset_manifest(
     RunReport
     """
     root_dir = Path(root_dir)
-    samples = find_samples(root_dir)
-    if not samples:
-        raise FileNotFoundError(f"no sample folder (with an {{ID}}_info.yaml) found below {root_dir}")
+    samples = find_samples(root_dir)  # none: NoSampleError
     report = run_per_sample(
         samples,
         functools.partial(describe_sample, root_dir=root_dir, info_columns=tuple(info_columns)),

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.diff.run import diff_datasets
     from utils.diff.tables import diff_sheets
     from utils.labels import LabelError, LabelMap
-    from utils.output_paths import check_output_file
+    from utils.output_paths import check_output_file, portable_path
     from utils.spreadsheet import write_sheets
 
     output_json = args.output_json or args.output_file.with_suffix(".json")
@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             args.old, args.new, old_manifest=old_manifest, new_manifest=new_manifest, label_names=names, grid_tol=grid_tol,
             workers=args.workers, dask_scheduler=args.dask_scheduler, show_progress=not args.no_pbar,
         )  # fmt: skip
+        for key in ("old", "new", "old_manifest", "new_manifest"):  # no absolute path in a file we write
+            if result.data.get(key):
+                result.data[key] = portable_path(result.data[key], output_json.parent)
         write_sheets(args.output_file, diff_sheets(result.data))
         write_diff_json(output_json, result.data)
     except (OSError, ValueError, LabelError) as exc:

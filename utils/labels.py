@@ -6,8 +6,10 @@ A label map file reads::
       0: {name: background, short: Bg}
       1: {name: cervical spine 1, short: C1}
 
-Indices are integers in [0, 255]; short forms are unique and safe in file
-names. Binary mask files are named ``{ID}_mask_{index:02d}_{short}.nii.gz``
+Indices are plain integers in [0, 255] (``1:``; ``'1':`` or ``01:`` are refused,
+as are duplicate keys: the file is read as untrusted YAML by
+:mod:`utils.yaml_files`); names and short forms are text, short forms unique and
+safe in file names (letters, digits, ``-``; at most 64 characters). Binary mask files are named ``{ID}_mask_{index:02d}_{short}.nii.gz``
 and the manifest columns ``mask_{index:02d}_{short}`` / ``…_existence``.
 """
 
@@ -19,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from utils.aliases import PathLike
 from utils.atomic import atomic_write_text
 from utils.label_stats import LabelStats, label_stats, memory_view, slices_reaching
-from utils.yaml_files import yaml_error_line
+from utils.yaml_files import YamlFileError, load_yaml_file
 
 __all__ = ["Label", "LabelMap", "LabelError", "check_labels", "remap_labels", "install_label_map"]
 
@@ -73,16 +74,18 @@ class LabelMap:
             raise LabelError(f"{source}: expected a mapping 'labels: {{index: {{name: ..., short: ...}}}}'")
         labels = []
         for raw_index, spec in entries.items():
-            try:
-                index = int(raw_index)
-            except (TypeError, ValueError):
-                raise LabelError(f"{source}: label index {raw_index!r} is not an integer") from None
+            if isinstance(raw_index, bool) or not isinstance(raw_index, int):
+                form = "quoted text or a number with a leading zero or sign" if isinstance(raw_index, str) else type(raw_index).__name__
+                raise LabelError(f"{source}: label index {raw_index!r} is not an integer written plainly ({form}); write label indices as plain integers (1:, not '1': or 01:)")
+            index = raw_index
             if not 0 <= index <= 255:
                 raise LabelError(f"{source}: label index {index} outside [0, 255]")
             if not isinstance(spec, dict) or "name" not in spec or "short" not in spec:
                 raise LabelError(f"{source}: label {index} needs 'name' and 'short', found {spec!r}")
-            short = str(spec["short"])
-            if not _SHORT_RE.match(short):
+            if not isinstance(spec["short"], str) or not isinstance(spec["name"], str):
+                raise LabelError(f"{source}: label {index}: 'name' and 'short' must be text, found {type(spec['name']).__name__} and {type(spec['short']).__name__}")
+            short = spec["short"]
+            if len(short) > 64 or not _SHORT_RE.match(short):
                 raise LabelError(f"{source}: short form {short!r} of label {index} must be letters, digits or '-'")
             labels.append(Label(index, str(spec["name"]), short))
         labels.sort(key=lambda lab: lab.index)
@@ -103,12 +106,10 @@ class LabelMap:
             Not a valid label map.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"label map not found: {path}")
         try:
-            mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise LabelError(f"{path}: label map is not valid YAML ({yaml_error_line(exc)})") from exc
+            mapping = load_yaml_file(path, "label map")
+        except YamlFileError as exc:
+            raise LabelError(str(exc)) from None
         return cls.from_dict(mapping, source=str(path))
 
     def to_dict(self) -> dict:

@@ -50,13 +50,14 @@ import numpy.typing as npt
 from utils.alignment import grids_match
 from utils.atomic import atomic_path, remove_stale_temporaries
 from utils.binary_masks import binary_mask_of
-from utils.cli import RunReport, SampleError, run_per_sample
+from utils.cli import RunReport, SampleError, plural, run_per_sample
 from utils.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, small_regions
 from utils.label_fusion import fuse_label_changes
 from utils.label_stats import label_boxes, label_stats, map_threads
-from utils.output_paths import check_output_dir
+from utils.output_paths import archive_of_dataset, check_not_inside, check_output_dir
 from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
 from utils.sample_info import BINARY_MASKS_FROM, SampleDir, file_stamp, find_samples, history_entry, read_info, record_mask_labels, recorded_mask_labels, write_info
+from utils.sample_lock import sample_lock
 from utils.slice_morphology import SliceRepair, repair_changes
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ logger = logging.getLogger(__name__)
 STEP_CLOSE = "morphological_close_on_slice_small_region"
 STEP_OPEN = "morphological_open_on_slice_small_region"
 STEP_THRESHOLD = "mask_thresholding"
+
+#: What each step is called in progress bars and summaries (the tool's own name starts every log line already).
+STEP_LABELS = {STEP_CLOSE: "slice-wise closing", STEP_OPEN: "slice-wise opening", STEP_THRESHOLD: "thresholding"}
 
 #: Info-yaml key of a history entry whose in-place mask rewrite has begun (see the module docstring).
 PENDING_STEP = "pending_step"
@@ -313,8 +317,15 @@ def apply_mask_step(
     SampleError, NiftiError, FileNotFoundError
         Bad input; the message names the file.
     """
-    info = read_info(sample.info)
     dst = destination.target(sample)
+    with sample_lock(dst.path, create=not destination.in_place):  # one writer per sample folder
+        return _apply_locked(sample, dst, destination, step, params, transform, force)
+
+
+def _apply_locked(
+    sample: SampleDir, dst: SampleDir, destination: Destination, step: str, params: dict[str, Any], transform: Transform, force: bool
+) -> dict[str, Any]:
+    info = read_info(sample.info)
     remove_stale_temporaries(dst.path)
     if destination.in_place:
         info = _settle_pending(sample, info)
@@ -625,6 +636,30 @@ def repair_step(mode: str, args: argparse.Namespace) -> tuple[dict[str, Any], Tr
     return params, repair_transform(repair, args.filter_halfedge, threads_per_sample(args.workers, args.dask_scheduler))
 
 
+def step_summary(outcomes: list[dict[str, Any]]) -> str:
+    """The last log line of a mask-changing tool, e.g. ``applied to 2 samples (1 mask changed: voxels_relabelled 20), 8 already applied``.
+
+    Parameters
+    ----------
+    outcomes : list of dict
+        :func:`apply_mask_step` results of the samples that did not fail.
+    """
+    applied = [o for o in outcomes if o["status"] == "applied"]
+    totals = {k: sum(o[k] for o in applied) for k in (applied[0] if applied else {}) if k not in ("status", "changed")}
+    text = f"applied to {plural(len(applied), 'sample')}"
+    if applied:
+        changed = sum(bool(o["changed"]) for o in applied)
+        detail = ", ".join(f"{k} {v}" for k, v in totals.items())
+        text += f" ({plural(changed, 'mask')} changed{': ' + detail if detail else ''})" if changed else " (no mask changed)"
+    already = sum(o["status"] == "already applied" for o in outcomes)
+    if already:
+        text += f", {already} already applied with these parameters"
+    without = sum(o["status"] == "no mask" for o in outcomes)
+    if without:
+        text += f", {plural(without, 'sample')} without mask"
+    return text
+
+
 def run_mask_step(
     args: argparse.Namespace, step: str, params: dict[str, Any], transform: Transform
 ) -> RunReport:
@@ -636,17 +671,14 @@ def run_mask_step(
         Bad ``--root_dir`` / ``--output_dir`` (fatal, before any sample).
     """
     destination = Destination.create(args.root_dir, args.output_dir)
-    check_output_dir(destination.output_dir, "--output_dir")
     samples = find_samples(destination.root_dir)
-    logger.info("%s: %d samples in %s, %s, params %s", step, len(samples), args.root_dir,
-                "in place" if destination.in_place else f"writing to {args.output_dir}", params)  # fmt: skip
+    check_not_inside(destination.output_dir, archive_of_dataset(samples), "--output_dir")
+    check_output_dir(destination.output_dir, "--output_dir")
+    label = STEP_LABELS.get(step, step)
+    logger.info("%s in %s, %s; parameters %s", plural(len(samples), "sample"), args.root_dir,
+                "rewritten in place" if destination.in_place else f"written to {args.output_dir}", params)  # fmt: skip
     work = functools.partial(apply_mask_step, destination=destination, step=step, params=params, transform=transform, force=args.force)
-    report = run_per_sample(samples, work, desc=step, workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar,
+    report = run_per_sample(samples, work, desc=label, workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar,
                             dask_scheduler=args.dask_scheduler, input_dirs=[args.root_dir], output_dirs=[args.output_dir])  # fmt: skip
-    outcomes = list(report.results.values())
-    applied = [o for o in outcomes if o["status"] == "applied"]
-    totals = {k: sum(o[k] for o in applied) for k in (applied[0] if applied else {}) if k not in ("status", "changed")}
-    logger.info("%s: applied to %d samples (%d masks changed; %s), %d already applied with these parameters, %d without mask",
-                step, len(applied), sum(o["changed"] for o in applied), ", ".join(f"{k} {v}" for k, v in totals.items()) or "-",
-                sum(o["status"] == "already applied" for o in outcomes), sum(o["status"] == "no mask" for o in outcomes))  # fmt: skip
+    logger.info("%s", step_summary(list(report.results.values())))
     return report

@@ -7,17 +7,23 @@ case (missing permission, read-only file system, a file where a folder is
 expected, ACLs, running as root). Nothing is created.
 Problems are raised as :class:`OutputPathError`, one line naming the option,
 the path and what is wrong.
+
+The archive is read-only to us, enforced: :func:`check_not_inside` refuses an
+output equal to or inside it (routines 01 and 02 know the archive from their
+``--root_dir``; the routines and tools that work on a grouped dataset find it
+with :func:`archive_of_dataset`, from the info yamls).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 from utils.aliases import PathLike
 
-__all__ = ["OutputPathError", "check_output_file", "check_output_dir"]
+__all__ = ["OutputPathError", "check_output_file", "check_output_dir", "check_not_inside", "archive_of_dataset", "archive_of_manifest", "portable_path"]
 
 
 class OutputPathError(ValueError):
@@ -87,3 +93,79 @@ def check_output_dir(path: PathLike, option: str) -> Path:
     path = Path(path)
     _probe_folder(path, option)
     return path
+
+
+def check_not_inside(path: PathLike, folder: PathLike | None, option: str, what: str = "the archive") -> None:
+    """Refuse an output ``path`` equal to or inside ``folder`` (a read-only input such as the archive).
+
+    Both are compared after resolving ``..`` and symbolic links, so another
+    spelling of the same folder is caught too. ``folder`` None: nothing to check.
+
+    Raises
+    ------
+    OutputPathError
+        One line naming the option, the path and the folder.
+    """
+    if folder is None:
+        return
+    out, base = Path(path).resolve(), Path(folder).resolve()
+    if out == base or base in out.parents:
+        where = "is" if out == base else "lies inside"
+        raise OutputPathError(f"{option} {path} {where} {what} {folder}, which this toolkit only reads; write the output elsewhere")
+
+
+def archive_of_dataset(sample_folders: Iterable[PathLike], limit: int = 5) -> Path | None:
+    """The archive a grouped dataset was built from, as routine 02 recorded it (``source.archive_root``), or None.
+
+    Reads the info yamls of the first ``limit`` sample folders that have one;
+    the recorded path is relative to the sample folder, so it follows a dataset
+    moved together with its archive. None when nothing usable is recorded or the
+    folder is gone.
+    """
+    from utils.sample_info import SampleDir, read_info
+
+    for n, folder in enumerate(sample_folders):
+        if n >= limit:
+            break
+        sample = folder if isinstance(folder, SampleDir) else SampleDir(Path(folder))
+        try:
+            source = read_info(sample.info).get("source")
+        except (OSError, ValueError):
+            continue
+        rel = source.get("archive_root") if isinstance(source, dict) else None
+        if isinstance(rel, str) and rel:
+            archive = (sample.path / rel).resolve()
+            if archive.is_dir():
+                return archive
+    return None
+
+
+def archive_of_manifest(manifest_file: PathLike) -> Path | None:
+    """The archive of the dataset a dataset manifest indexes (:func:`archive_of_dataset` of its first samples), or None."""
+    from utils.spreadsheet import MAIN_SHEET, read_sheet
+
+    try:
+        frame = read_sheet(manifest_file, MAIN_SHEET, missing_ok=True)
+    except (OSError, ValueError):
+        return None
+    if frame is None or "info" not in frame.columns:
+        return None
+    base = Path(manifest_file).parent
+    folders = [(base / str(v)).parent for v in frame["info"].tolist()[:5] if isinstance(v, str) and v]
+    return archive_of_dataset(folders)
+
+
+#: This repository (a descriptor file inside it is named relative to it).
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def portable_path(path: PathLike, base: PathLike) -> str:
+    """How a file we write names another file: relative to ``base`` (the folder of the file written), never absolute.
+
+    A file of this repository (``descriptors/verse/label_map.yaml``) is named
+    relative to the repository instead, since it does not move with the dataset.
+    """
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(_REPO):
+        return resolved.relative_to(_REPO).as_posix()
+    return Path(os.path.relpath(resolved, Path(base).resolve())).as_posix()

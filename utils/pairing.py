@@ -23,6 +23,7 @@ refused without ``overwrite``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,8 @@ from utils.labels import check_labels
 from utils.nifti_io import (
     NiftiError, byte_order, dtype_name, float32_inexact, load_nifti, read_mask, require_finite, save_nifti, volume_values,
 )  # fmt: skip
-from utils.sample_info import SampleDir, file_crc32, history_entry, read_info, record_mask_labels, write_info
+from utils.sample_info import InfoYamlError, SampleDir, file_crc32, history_entry, read_info, record_mask_labels, write_info
+from utils.sample_lock import sample_lock
 from utils.yaml_files import dump_yaml, parse_yaml
 
 __all__ = ["PAIR_STEP", "BUILD_RECORD", "PairJob", "build_record", "write_pair"]
@@ -79,6 +81,10 @@ class PairJob:
         Other archive copies of the same volume/mask, compared with the chosen ones.
     geometry : GeometryOptions
         Explicit choices for header problems (``--trust_uncoded_geometry``, ``--resample_sheared``).
+    archive_root : Path, optional
+        The archive folder (``--root_dir`` of routine 02). Paths written into the
+        info yaml (``source``, ``built_from``, warnings) are relative to it, so a
+        copied or moved dataset stays the same dataset; without it, file names only.
     """
 
     sample_dir: Path
@@ -91,6 +97,25 @@ class PairJob:
     tol_voxel: float = GRID_TOL_VOXEL
     duplicates: tuple[tuple[Path, Path | None], ...] = field(default_factory=tuple)
     geometry: GeometryOptions = field(default_factory=GeometryOptions)
+    archive_root: Path | None = None
+
+    def archive_relative(self, text: str) -> str:
+        """``text`` with every archive file of this job named by its path relative to the archive root."""
+        for path in (self.volume, self.mask, *(p for pair in self.duplicates for p in pair)):
+            if path is not None and str(path) in text:
+                text = text.replace(str(path), self.archive_path(path) or str(path))
+        return text
+
+    def archive_path(self, path: Path | None) -> str | None:
+        """``path`` relative to the archive root (POSIX), or its file name when that is unknown or it lies outside."""
+        if path is None:
+            return None
+        if self.archive_root is not None:
+            try:
+                return Path(os.path.relpath(Path(path).resolve(), Path(self.archive_root).resolve())).as_posix()
+            except ValueError:  # another drive (Windows)
+                pass
+        return Path(path).name
 
 
 def _later_steps(sample: SampleDir, info: dict[str, Any] | None) -> list[str]:
@@ -101,11 +126,11 @@ def _later_steps(sample: SampleDir, info: dict[str, Any] | None) -> list[str]:
     return steps
 
 
-def _file_stamp(path: Path, *, checksum: bool = True) -> dict[str, Any]:
-    """``{name, size, mtime_ns, crc32}`` of an archive file (``crc32`` only with ``checksum``)."""
+def _file_stamp(path: Path, rel: str | None = None, *, checksum: bool = True) -> dict[str, Any]:
+    """``{path, size, mtime_ns, crc32}`` of an archive file (``path`` relative to the archive root; ``crc32`` only with ``checksum``)."""
     try:
         st = Path(path).stat()
-        stamp = {"name": Path(path).name, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+        stamp = {"path": rel or Path(path).name, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
         if checksum:
             stamp["crc32"] = file_crc32(path)
     except OSError as exc:
@@ -113,17 +138,50 @@ def _file_stamp(path: Path, *, checksum: bool = True) -> dict[str, Any]:
     return stamp
 
 
-def _stamp_change(old: Any, path: Path | None) -> str | None:
-    """None when ``path`` is the file ``old`` describes: same name and size, and same mtime or (else) same CRC-32."""
+def _same_place(old: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Same archive file: same relative path (records of earlier versions hold only the file name)."""
+    if "path" in old:
+        return old["path"] == now["path"]
+    return old.get("name") == Path(now["path"]).name
+
+
+def _stamp_change(old: Any, path: Path | None, rel: str | None) -> str | None:
+    """None when ``path`` is the file ``old`` describes: same place and size, and same mtime or (else) same CRC-32."""
     if old is None or path is None:
-        return None if old is None and path is None else f"was {old and old.get('name')}, is now {path and Path(path).name}"
-    now = _file_stamp(path, checksum=False)
-    changes = [f"{k} {old.get(k)} -> {now[k]}" for k in ("name", "size") if old.get(k) != now[k]]
+        if old is None and path is None:
+            return None
+        was = (old.get("path") or old.get("name")) if isinstance(old, dict) else old
+        return f"was {was}, is now {rel if path is not None else None}"
+    now = _file_stamp(path, rel, checksum=False)
+    name = Path(path).name
+    changes = []
+    if not _same_place(old, now):
+        changes.append(f"path {old.get('path') or old.get('name')} -> {now['path']}")
+    if old.get("size") != now["size"]:
+        changes.append(f"size {old.get('size')} -> {now['size']}")
     if not changes and old.get("mtime_ns") != now["mtime_ns"]:
         if old.get("crc32") == file_crc32(path):
             return None  # same bytes, new time stamp (copied or touched archive)
         changes.append(f"content (CRC-32) and mtime_ns {old.get('mtime_ns')} -> {now['mtime_ns']}")
-    return f"{now['name']} changed since the sample was built ({', '.join(changes)})" if changes else None
+    return f"{name} changed since the sample was built ({', '.join(changes)})" if changes else None
+
+
+def _record_problem(old: Any) -> str | None:
+    """Why a ``built_from`` value is not a record this routine wrote (garbage edited into the info yaml), or None."""
+    if not isinstance(old, dict):
+        return f"is {type(old).__name__}, not a mapping"
+
+    def stamp_ok(value: Any, optional: bool) -> bool:
+        return (optional and value is None) or (isinstance(value, dict) and isinstance(value.get("path", value.get("name")), str))
+
+    if not stamp_ok(old.get("volume"), False) or not stamp_ok(old.get("mask"), True):
+        return "has no valid volume/mask entries"
+    dups = old.get("duplicates") or []
+    if not isinstance(dups, list) or not all(isinstance(d, list) and len(d) == 2 and stamp_ok(d[0], False) and stamp_ok(d[1], True) for d in dups):
+        return "has an invalid duplicates list"
+    if not isinstance(old.get("params") or {}, dict):
+        return "has invalid params"
+    return None
 
 
 def build_record(job: PairJob) -> dict[str, Any]:
@@ -133,12 +191,13 @@ def build_record(job: PairJob) -> dict[str, Any]:
     -------
     record : dict
         ``{'volume': stamp, 'mask': stamp or None, 'duplicates': [[stamp, stamp or None]], 'params': {...}}``;
-        plain YAML types, stored as ``built_from`` in the info yaml.
+        plain YAML types, stored as ``built_from`` in the info yaml. A stamp's ``path`` is relative to
+        the archive root, so the record still fits after the archive and the dataset were moved together.
     """
     return {
-        "volume": _file_stamp(job.volume),
-        "mask": None if job.mask is None else _file_stamp(job.mask),
-        "duplicates": [[_file_stamp(v), None if m is None else _file_stamp(m)] for v, m in job.duplicates],
+        "volume": _file_stamp(job.volume, job.archive_path(job.volume)),
+        "mask": None if job.mask is None else _file_stamp(job.mask, job.archive_path(job.mask)),
+        "duplicates": [[_file_stamp(v, job.archive_path(v)), None if m is None else _file_stamp(m, job.archive_path(m))] for v, m in job.duplicates],
         "params": _build_params(job),
     }
 
@@ -183,25 +242,30 @@ def _plain_yaml(value: Any) -> Any:
 
 def _why_not_up_to_date(sample: SampleDir, info: dict[str, Any], job: PairJob) -> str | None:
     """None when the sample was built from these archive files and parameters and its outputs exist; else why not."""
-    old = info.get(BUILD_RECORD)
-    if not isinstance(old, dict):
+    if BUILD_RECORD not in info:
         return "its info yaml has no build record (written by an earlier version of routine 02)"
+    old = info[BUILD_RECORD]
+    problem = _record_problem(old)
+    if problem is not None:
+        return f"its build record ({BUILD_RECORD}) {problem}"
     for role, path in (("volume", job.volume), ("mask", job.mask)):
-        change = _stamp_change(old.get(role), path)
+        change = _stamp_change(old.get(role), path, job.archive_path(path))
         if change:
             return f"archive {role} {change}"
     old_dups = old.get("duplicates") or []
     if len(old_dups) != len(job.duplicates):
         return f"it was compared with {len(old_dups)} duplicate archive copies, now {len(job.duplicates)}"
     for (old_v, old_m), (v, m) in zip(old_dups, job.duplicates):
-        change = _stamp_change(old_v, v) or _stamp_change(old_m, m)
+        change = _stamp_change(old_v, v, job.archive_path(v)) or _stamp_change(old_m, m, job.archive_path(m))
         if change:
             return f"duplicate archive copy {change}"
     was_p, now_p = old.get("params") or {}, _plain_yaml(_build_params(job))
     for key in ("tol_voxel", "allowed_labels"):
         if was_p.get(key) != now_p[key]:
             return f"it was built with {key} {was_p.get(key)}, now {now_p[key]}"
-    method = ((info.get("source") or {}).get("alignment") or {}).get("method")
+    source = info.get("source") if isinstance(info.get("source"), dict) else {}
+    alignment = source.get("alignment") if isinstance(source.get("alignment"), dict) else {}
+    method = alignment.get("method")
     if method == "resampled" and not now_p["allow_resample"]:
         return "its mask was resampled onto the volume grid, and resampling is not allowed now"
     for key, value in _geometry_options_used(info).items():
@@ -226,9 +290,9 @@ def _compare_copies(job: PairJob, volume_data: np.ndarray, volume_affine: np.nda
             img = load_nifti(path)
             data = reader(img, path)
             if data.shape != ref.shape or not np.array_equal(data, ref):
-                warnings.append(f"{kind} copy {path} differs in voxels from {job.volume if kind == 'volume' else job.mask}")
+                warnings.append(f"{kind} copy {job.archive_path(path)} differs in voxels from {job.archive_path(job.volume if kind == 'volume' else job.mask)}")
             elif ref_affine is not None and not np.allclose(img.affine, ref_affine, atol=1e-6):
-                warnings.append(f"{kind} copy {path} differs in affine from {job.volume}")
+                warnings.append(f"{kind} copy {job.archive_path(path)} differs in affine from {job.archive_path(job.volume)}")
     return warnings
 
 
@@ -249,13 +313,26 @@ def write_pair(job: PairJob) -> dict[str, Any]:
         modified by later steps whose sources or parameters changed.
     """
     sample = SampleDir(Path(job.sample_dir))
-    if sample.path.is_dir():
-        remove_stale_temporaries(sample.path)
-    try:
-        old_info = read_info(sample.info) if sample.info.is_file() else None
-    except ValueError:
-        old_info = None  # unreadable info yaml: the sample is rebuilt (or refused when later steps left binary masks)
-    why = "the sample folder has no info yaml" if old_info is None else _why_not_up_to_date(sample, old_info, job)
+    with sample_lock(sample.path, create=True):  # one writer per sample folder (utils/sample_lock.py)
+        return _write_pair_locked(job, sample)
+
+
+def _write_pair_locked(job: PairJob, sample: SampleDir) -> dict[str, Any]:
+    remove_stale_temporaries(sample.path)
+    old_info = None
+    why = "the sample folder has no info yaml"
+    if sample.info.exists():
+        try:
+            old_info = read_info(sample.info)
+        except (InfoYamlError, OSError) as exc:
+            if not job.overwrite:
+                raise InfoYamlError(
+                    f"{exc}; routine 02 does not replace an info yaml it cannot read: fix or delete it, "
+                    "or pass --overwrite to rebuild the sample from the archive"
+                ) from None
+            why = "its info yaml is invalid"
+    if old_info is not None:
+        why = _why_not_up_to_date(sample, old_info, job)
     if why is None and not job.overwrite:
         fresh = {k: v for k, v in _plain_yaml({"ID": sample.id, **job.info}).items()}
         if all(old_info.get(k) == v for k, v in fresh.items()):
@@ -279,10 +356,12 @@ def write_pair(job: PairJob) -> dict[str, Any]:
     warnings: list[str] = list(vol_geo.warnings)
     warnings.extend(_float32_warning(vol_img, job.volume))
     source: dict[str, Any] = {
-        "volume": str(job.volume), "mask": str(job.mask) if job.mask else None,
+        "volume": job.archive_path(job.volume), "mask": job.archive_path(job.mask),
         "volume_dtype_in_archive": dtype_name(vol_img.get_data_dtype()), "volume_byte_order": byte_order(vol_img.get_data_dtype()),
     }  # fmt: skip
     geometry: dict[str, Any] = {"volume": _geometry_record(vol_geo), "mask": None}
+    if job.archive_root is not None:  # where the archive lies, relative to the sample folder (moves with the dataset)
+        source["archive_root"] = Path(os.path.relpath(Path(job.archive_root).resolve(), sample.path.resolve())).as_posix()
     mask_out = None
     if job.mask is not None:
         mask_img = load_nifti(job.mask)
@@ -311,7 +390,7 @@ def write_pair(job: PairJob) -> dict[str, Any]:
             "mask_byte_order": byte_order(mask_img.get_data_dtype()),
         }
         if aligned.method == "resampled":
-            warnings.append(f"{job.mask}: resampled onto the volume grid with nearest neighbour")
+            warnings.append(f"{job.archive_path(job.mask)}: resampled onto the volume grid with nearest neighbour")
     out_affine = vol_geo.affine
     if vol_geo.sheared:  # only with --resample_sheared: resolve_file_geometry refuses it otherwise
         out_affine, volume, mask_out, resampled = _resample_sheared(vol_geo, volume, mask_out, job)
@@ -320,8 +399,7 @@ def write_pair(job: PairJob) -> dict[str, Any]:
         if mask_out is not None:
             mask_counts = label_stats(mask_out).counts
     warnings.extend(_compare_copies(job, volume, vol_img.affine, mask_out))
-    sample.path.mkdir(parents=True, exist_ok=True)
-    if old_info is not None or sample.info.exists():
+    if sample.info.exists():
         # From here until the new info yaml is written the folder is not a finished sample: a kill
         # leaves no info yaml whose history or build record would describe files it no longer holds.
         sample.info.unlink()
@@ -335,6 +413,7 @@ def write_pair(job: PairJob) -> dict[str, Any]:
         sample.mask.unlink()
     info["source"] = source
     info[GEOMETRY_RECORD] = geometry
+    warnings = [job.archive_relative(w) for w in warnings]  # no absolute path in the info yaml
     info["warnings"] = warnings
     info[BUILD_RECORD] = record
     if mask_out is not None:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, positive_int, run_main, setup_logging
+from utils.cli import add_common_args, fail, plural, positive_int, run_main, setup_logging
+from utils.output_paths import archive_of_dataset, check_not_inside, check_output_dir, portable_path
 from utils.review.options import add_review_args, default_review_path, resolve_review
 from utils.report.dataset_profile import GENERIC, ReportProfile, Window, available_profiles, detect_profile
 from utils.sample_info import SampleDir, find_samples, read_info
@@ -109,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         samples = find_samples(args.root_dir)
+        check_not_inside(args.output_dir, archive_of_dataset(samples), "--output_dir")
+        check_output_dir(args.output_dir, "--output_dir")  # before any picture is drawn: a read-only or full folder is one line
         if args.samples:
             samples = _select(samples, args.samples, args.root_dir)
-        if not samples:
-            return fail(f"{args.root_dir}: no sample folder ({{ID}}/{{ID}}_info.yaml) found")
         profile = _choose_profile(args.dataset, samples, profiles)
         window = profile.window
         if args.window:
@@ -129,26 +130,29 @@ def main(argv: list[str] | None = None) -> int:
         diff = read_diff_json(args.diff) if args.diff else None
     except (OSError, ValueError, LabelError) as exc:
         return fail(str(exc))
-    outputs = build_report(
-        samples,
-        root_dir=args.root_dir,
-        output_dir=args.output_dir,
-        profile=profile,
-        window=window,
-        label_map=label_map,
-        label_map_source=str(label_path or ""),
-        small_regions=small,
-        panel_px=args.panel_size,
-        workers=args.workers,
-        threads=threads_per_sample(args.workers),
-        show_progress=not args.no_pbar,
-        review=review,
-        diff=diff,
-    )
+    try:
+        outputs = build_report(
+            samples,
+            root_dir=args.root_dir,
+            output_dir=args.output_dir,
+            profile=profile,
+            window=window,
+            label_map=label_map,
+            label_map_source=portable_path(label_path, args.output_dir) if label_path is not None else "",
+            small_regions=small,
+            panel_px=args.panel_size,
+            workers=args.workers,
+            threads=threads_per_sample(args.workers),
+            show_progress=not args.no_pbar,
+            review=review,
+            diff=diff,
+        )
+    except OSError as exc:
+        return fail(f"--output_dir {args.output_dir}: cannot write the report ({exc.strerror or exc})")
     n_bytes = sum(r.image_bytes for r in outputs.records)
     n_failed = sum(r.error is not None for r in outputs.records)
-    logger.info("QC report of %d samples (%d pictures, %.1f MB%s): %s", len(outputs.records), len(outputs.records) - n_failed,
-                n_bytes / 1e6, f", {n_failed} samples not readable" if n_failed else "", outputs.index)  # fmt: skip
+    logger.info("QC report of %s (%s, %.1f MB%s): %s", plural(len(outputs.records), "sample"), plural(len(outputs.records) - n_failed, "picture"),
+                n_bytes / 1e6, f", {plural(n_failed, 'sample')} not readable" if n_failed else "", outputs.index)  # fmt: skip
     return outputs.run.exit_code() if outputs.run is not None else 0
 
 

@@ -22,13 +22,14 @@ from typing import Any
 from utils.alignment import GRID_TOL_VOXEL
 from utils.archive_scan import SKIPPED_SHEET, ArchiveScan, with_skipped_candidates
 from utils.binary_masks import UP_TO_DATE, extract_sample_binary_masks
-from utils.cli import add_common_args, fail, run_per_sample, setup_logging
+from utils.cli import add_common_args, fail, plural, run_per_sample, setup_logging
 from utils.dataset_manifest import build_dataset_manifest
 from utils.geometry.policy import UNCODED_CHOICES, GeometryOptions
 from utils.labels import LabelMap, install_label_map
 from utils.lazy_import import lazy_import
-from utils.output_paths import check_output_dir, check_output_file
+from utils.output_paths import archive_of_dataset, archive_of_manifest, check_not_inside, check_output_dir, check_output_file
 from utils.pairing import PairJob, write_pair
+from utils.safe_names import FieldRule, UnsafeNameError, check_inside, check_manifest_fields, check_name
 from utils.sample_info import find_samples
 from utils.splits import extract_index_manifests
 from utils.spreadsheet import MAIN_SHEET, read_sheet, write_sheets
@@ -64,7 +65,7 @@ def extract_binary_masks_main(argv: Sequence[str] | None, description: str | Non
         return fail(str(exc))
     without = [s.id for s in samples if not s.mask.is_file()]
     if without:
-        logger.info("%d sample(s) have no mask and get no binary masks: %s", len(without), ", ".join(without))
+        logger.info("%s no mask and get no binary masks: %s", plural(len(without), "sample has", "samples have"), ", ".join(without))
     work = functools.partial(extract_sample_binary_masks, label_map=label_map)
     report = run_per_sample(
         [s for s in samples if s.mask.is_file()], work, desc="binary masks", workers=args.workers, key=lambda s: s.id, show_progress=not args.no_pbar,
@@ -72,7 +73,7 @@ def extract_binary_masks_main(argv: Sequence[str] | None, description: str | Non
     )
     fresh = [sid for sid, summary in report.results.items() if str(summary).startswith(UP_TO_DATE)]
     if fresh:
-        logger.info("%d sample(s) skipped, their binary masks are up to date with their mask: %s", len(fresh), ", ".join(fresh))
+        logger.info("%s skipped, their binary masks are up to date with their mask: %s", plural(len(fresh), "sample"), ", ".join(fresh))
     return report.exit_code()
 
 
@@ -85,6 +86,7 @@ def dataset_manifest_main(argv: Sequence[str] | None, description: str | None, i
     args = add_common_args(parser).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_not_inside(args.output_manifest_file, archive_of_dataset(find_samples(args.root_dir)), "--output_manifest_file")
         check_output_file(args.output_manifest_file, "--output_manifest_file")
         report = build_dataset_manifest(
             args.root_dir, args.output_manifest_file, info_columns, workers=args.workers, dask_scheduler=args.dask_scheduler,
@@ -108,11 +110,12 @@ def index_manifests_main(argv: Sequence[str] | None, description: str | None) ->
     args = add_common_args(parser, workers=False).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_not_inside(args.output_index_manifest_dir, archive_of_manifest(args.manifest_file), "--output_index_manifest_dir")
         check_output_dir(args.output_index_manifest_dir, "--output_index_manifest_dir")
         written = extract_index_manifests(args.manifest_file, args.split_name, args.subsets, args.output_index_manifest_dir)
     except (ValueError, OSError) as exc:
         return fail(str(exc))
-    logger.info("%d index manifests in %s", len(written), args.output_index_manifest_dir)
+    logger.info("%s in %s", plural(len(written), "index manifest"), args.output_index_manifest_dir)
     return 0
 
 
@@ -204,11 +207,11 @@ def confirm_pairs(
     )  # fmt: skip
     status = [r.get("status") for r in report.results.values()]
     logger.info(
-        "grouped dataset in %s: %d samples written, %d up to date (skipped), %d up to date with attributes updated",
-        output_dir, status.count("written"), status.count("up to date"), status.count("attributes updated"),
+        "grouped dataset in %s: %s written, %d up to date (skipped), %d up to date with attributes updated",
+        output_dir, plural(status.count("written"), "sample"), status.count("up to date"), status.count("attributes updated"),
     )  # fmt: skip
     if problems:
-        logger.error("%d archive sample(s) could not be paired and were not written:", len(problems))
+        logger.error("%s could not be paired and %s not written:", plural(len(problems), "archive sample"), "was" if len(problems) == 1 else "were")
         for sid, reason in problems.items():
             logger.error("  %s: %s", sid, reason)
     return 1 if (problems or report.errors) else 0
@@ -221,6 +224,7 @@ def confirm_pairs_main(
     load_rules: Callable[[Path], Any],
     make_jobs: Callable[..., tuple[list[PairJob], dict[str, str]]],
     parse_path: Callable[[Path, Any], tuple[dict[str, Any] | None, str | None]] | None = None,
+    field_rules: Callable[[Any], Mapping[str, FieldRule]] | None = None,
 ) -> int:
     """Every routine 02: ``--root_dir --output_dir --archive_manifest`` (+ pairing options, ``--rules``).
 
@@ -240,6 +244,13 @@ def confirm_pairs_main(
         ``(path relative to the archive, rules) -> (fields, reason)``: the dataset's path rule, used to
         tell which sample a file of routine 01's ``Skipped`` sheet belonged to (that sample is then
         reported with routine 01's reason, never written without it).
+    field_rules : callable, optional
+        Rules -> ``{column: FieldRule}``: what each archive-manifest column that becomes part of a path
+        may hold (:func:`utils.safe_names.check_manifest_fields`); every row is checked before any work.
+
+    Before anything is written: ``--output_dir`` must not be (inside) the archive, every manifest
+    cell that becomes a path must fit its documented pattern, and every sample folder must lie
+    inside ``--output_dir``; otherwise one line and exit 2.
     """
     parser = _parser(description)
     parser.add_argument("--root_dir", type=Path, required=True, help="archive folder (root_dir/archive)")
@@ -249,9 +260,14 @@ def confirm_pairs_main(
     args = add_common_args(add_pairing_args(parser)).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
+        check_not_inside(args.output_dir, args.root_dir, "--output_dir")
         check_output_dir(args.output_dir, "--output_dir")
         rules = load_rules(args.rules)
         manifest = read_sheet(args.archive_manifest)
+        source = f"{args.archive_manifest} (sheet {MAIN_SHEET!r})"
+        check_manifest_fields(manifest, {"file_path": FieldRule("a path relative to the archive root", relative_path=True)}, source)
+        if field_rules is not None:
+            check_manifest_fields(manifest, field_rules(rules), source)
         if parse_path is not None:
             skipped = read_sheet(args.archive_manifest, SKIPPED_SHEET, missing_ok=True)
             manifest = with_skipped_candidates(manifest, skipped, lambda rel: parse_path(rel, rules))
@@ -263,12 +279,24 @@ def confirm_pairs_main(
         )  # fmt: skip
         geometry = GeometryOptions(args.trust_uncoded_geometry, args.resample_sheared)
         jobs = [dataclasses.replace(job, geometry=geometry) for job in jobs]
+        for job in jobs:
+            _check_sample_folder(job.sample_dir, args.output_dir)
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     return confirm_pairs(
         jobs, problems, args.output_dir, workers=args.workers, show_progress=not args.no_pbar,
         dask_scheduler=args.dask_scheduler, archive_dir=args.root_dir,
     )  # fmt: skip
+
+
+def _check_sample_folder(sample_dir: Path, output_dir: Path) -> None:
+    """Every part of ``sample_dir`` below ``output_dir`` is one safe name, and it stays inside ``output_dir``."""
+    rel = Path(sample_dir).relative_to(output_dir) if Path(sample_dir).is_relative_to(output_dir) else None
+    if rel is None or not rel.parts:
+        raise UnsafeNameError(f"sample folder {sample_dir} is not below --output_dir {output_dir}; refused before any work")
+    for part in rel.parts:
+        check_name(part, f"sample folder {sample_dir}: part")
+    check_inside(sample_dir, output_dir, "sample folder")
 
 
 def archive_manifest_main(
@@ -307,6 +335,7 @@ def archive_manifest_main(
         return fail(f"--root_dir is not a folder: {args.root_dir}")
     label_map = args.output_manifest_file.parent / "label_map.yaml"
     try:
+        check_not_inside(args.output_manifest_file, args.root_dir, "--output_manifest_file")
         check_output_file(args.output_manifest_file, "--output_manifest_file")
         if label_map.exists():
             LabelMap.load(label_map)  # an edited copy must be valid: say so now, not after reading the archive

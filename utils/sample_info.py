@@ -22,7 +22,7 @@ from utils.atomic import atomic_write_text
 from utils.yaml_files import dump_yaml, parse_yaml, yaml_error_line
 
 __all__ = [
-    "SampleDir", "find_samples", "read_info", "write_info", "history_entry", "has_step",
+    "SampleDir", "find_samples", "NoSampleError", "InfoYamlError", "read_info", "write_info", "history_entry", "has_step",
     "file_crc32", "file_stamp", "BINARY_MASKS_STEP", "BINARY_MASKS_FROM", "binary_masks_source",
     "MASK_LABELS", "record_mask_labels", "recorded_mask_labels",
 ]  # fmt: skip
@@ -82,33 +82,94 @@ class SampleDir:
         return dict(sorted(found.items()))
 
 
-def find_samples(root_dir: PathLike) -> list[SampleDir]:
+class NoSampleError(ValueError):
+    """A ``--root_dir`` below which no sample folder exists (a wrong folder, or routine 02 not run yet)."""
+
+
+def find_samples(root_dir: PathLike, *, allow_empty: bool = False) -> list[SampleDir]:
     """All sample folders below ``root_dir`` (a folder holding ``{name}_info.yaml``), sorted by path.
+
+    Parameters
+    ----------
+    root_dir : str or Path
+        The grouped dataset folder.
+    allow_empty : bool
+        Return an empty list instead of raising when there is no sample folder.
 
     Raises
     ------
     FileNotFoundError
         ``root_dir`` is not a folder.
+    NoSampleError
+        No sample folder below it (unless ``allow_empty``): every routine and tool then exits 2.
     """
     root = Path(root_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"root_dir is not a folder: {root}")
     samples = [SampleDir(p.parent) for p in root.rglob("*_info.yaml") if p.name == f"{p.parent.name}_info.yaml"]
+    if not samples and not allow_empty:
+        raise NoSampleError(
+            f"--root_dir {root}: no sample folder below it (a folder {{ID}} holding {{ID}}_info.yaml, as routine 02 writes); "
+            "is it the grouped dataset folder? Nothing was done"
+        )
     return sorted(samples, key=lambda s: str(s.path))
 
 
-def read_info(path: PathLike) -> dict[str, Any]:
-    """Read an info yaml; raise ``ValueError`` naming the file when it is not a mapping."""
+class InfoYamlError(ValueError):
+    """An info yaml that exists but cannot be used; the message (one line) says "invalid info yaml" and why."""
+
+
+def read_info(path: PathLike, what: str = "info yaml") -> dict[str, Any]:
+    """Read an info yaml as untrusted input (:func:`utils.yaml_files.parse_yaml`).
+
+    A file that cannot be used is never taken for "no info" (so no routine
+    rewrites an info yaml it could not read: the caller refuses the sample).
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str
+        What the file is, for the message.
+
+    Returns
+    -------
+    info : dict
+        A non-empty mapping; ``history``, when present, is a list of mappings.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    InfoYamlError
+        Not readable as UTF-8, not valid YAML (duplicate keys and alias bombs
+        included), empty (0 bytes or no document), not a mapping, or a
+        ``history`` that is not a list of mappings; the message names the file.
+    """
     path = Path(path)
     try:
-        data = parse_yaml(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InfoYamlError(f"{path}: invalid {what}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
+    try:
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({yaml_error_line(exc)})") from exc
-    if data is None:
-        return {}
+        raise InfoYamlError(f"{path}: invalid {what}: not valid YAML ({yaml_error_line(exc)})") from exc
+    if data is None or data == {}:
+        size = "0 bytes" if not text else "no YAML content"
+        raise InfoYamlError(f"{path}: invalid {what}: the file is empty ({size}); it was not written by this toolkit or was cut short")
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a YAML mapping was expected, found {type(data).__name__}")
+        raise InfoYamlError(f"{path}: invalid {what}: a YAML mapping was expected, found {type(data).__name__}")
+    history = data.get("history")
+    if history is not None and (not isinstance(history, list) or not all(isinstance(h, dict) for h in history)):
+        raise InfoYamlError(f"{path}: invalid {what}: 'history' must be a list of mappings, found {_short(history)}")
     return data
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def write_info(path: PathLike, info: dict[str, Any]) -> None:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, run_main, run_per_sample, setup_logging
+from utils.cli import add_common_args, fail, plural, run_main, run_per_sample, setup_logging
 from utils.connected_regions import CONNECTIVITY_3D, DEFAULT_CONNECTIVITY_3D
 from utils.lazy_import import lazy_import
-from utils.output_paths import check_output_file
+from utils.output_paths import archive_of_dataset, check_not_inside, check_output_file
 from utils.mask_qc import REPORT_COLUMNS, small_region_rows
 from utils.sample_info import find_samples
 from utils.spreadsheet import MAIN_SHEET, write_sheets
@@ -51,13 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     try:
-        check_output_file(args.output_manifest, "--output_manifest")
         samples = find_samples(args.root_dir)
+        check_not_inside(args.output_manifest, archive_of_dataset(samples), "--output_manifest")
+        check_output_file(args.output_manifest, "--output_manifest")
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     with_mask = [s for s in samples if s.mask.is_file()]
     if len(with_mask) < len(samples):
-        logger.info("%d sample(s) without a mask skipped", len(samples) - len(with_mask))
+        logger.info("%s without a mask skipped", plural(len(samples) - len(with_mask), "sample"))
     work = functools.partial(small_region_rows, root_dir=args.root_dir, volume_thresh_mm3=args.region_volume_thresh,
                              connectivity=args.connectivity)  # fmt: skip
     report = run_per_sample(with_mask, work, desc="small regions", workers=args.workers, key=lambda s: s.id,
@@ -67,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         write_sheets(args.output_manifest, {MAIN_SHEET: pd.DataFrame(rows, columns=list(REPORT_COLUMNS))})
     except (ValueError, OSError) as exc:
         return fail(f"{args.output_manifest}: cannot write the report ({exc})")
-    logger.info("%d small connected regions (< %g mm³, %d-connectivity) in %d of %d samples%s; written to %s",
-                len(rows), args.region_volume_thresh, args.connectivity, len({r["ID"] for r in rows}), len(report.results),
-                f" ({len(report.errors)} samples failed and are missing)" if report.errors else "", args.output_manifest)  # fmt: skip
+    logger.info("%s (< %g mm³, %d-connectivity) in %d of %s%s; written to %s",
+                plural(len(rows), "small connected region"), args.region_volume_thresh, args.connectivity, len({r["ID"] for r in rows}),
+                plural(len(report.results), "sample"),
+                f" ({plural(len(report.errors), 'sample')} failed and {'is' if len(report.errors) == 1 else 'are'} missing)" if report.errors else "",
+                args.output_manifest)  # fmt: skip
     return report.exit_code()
 
 

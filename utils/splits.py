@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from utils.safe_names import UnsafeNameError, check_sheet_name
 from utils.lazy_import import lazy_import
 from utils.spreadsheet import MAIN_SHEET, add_sheet, is_missing, read_sheet, replace_sheets, require_columns, write_sheets
 
@@ -35,6 +36,7 @@ __all__ = [
     "round_half_up",
     "share_count",
     "grouped_random_split",
+    "check_split_name",
     "write_split_sheet",
     "index_manifest_name",
     "extract_index_manifests",
@@ -125,6 +127,20 @@ def grouped_random_split(group_keys: Iterable[str], test_ratio: float, val_ratio
     return assignment
 
 
+def check_split_name(split_name: str) -> str:
+    """A split name is a worksheet name and the start of index-manifest file names: one safe name, <= 31 characters.
+
+    Raises
+    ------
+    UnsafeNameError
+        Path separators, ``..``, control characters, Excel's forbidden characters, too long, or ``Manifest``.
+    """
+    check_sheet_name(split_name, "--split_name")
+    if split_name.casefold() == MAIN_SHEET.casefold():
+        raise UnsafeNameError(f"--split_name {split_name!r} is the name of the manifest's main sheet; choose another name")
+    return split_name
+
+
 def write_split_sheet(
     manifest_file: Path,
     split_name: str,
@@ -141,8 +157,10 @@ def write_split_sheet(
     Raises
     ------
     ValueError
-        No rows, a label outside train/val/test, a column already named ``split_name``.
+        No rows, a label outside train/val/test, a column already named ``split_name``, or a
+        ``split_name`` that cannot be a worksheet and file-name part (:func:`check_split_name`).
     """
+    check_split_name(split_name)
     check_sample_ids(rows, "regenerate it with the dataset-manifest routine")
     if rows.empty:
         raise ValueError(f"split {split_name!r}: no sample of {manifest_file} matches the selection")
@@ -199,6 +217,7 @@ def extract_index_manifests(
         The sheet lacks the split column, or a requested subset has no
         sample; then nothing is written and the message names every empty subset.
     """
+    check_split_name(split_name)
     frame = read_sheet(manifest_file, split_name)
     require_columns(frame, [split_name], "re-run the split routine")
     check_sample_ids(frame, "re-run the dataset-manifest and split routines")

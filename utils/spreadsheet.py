@@ -175,7 +175,7 @@ def _open_workbook(path: Path):
         raise FileNotFoundError(f"manifest not found: {path}")
     try:
         return openpyxl.load_workbook(path)
-    except (openpyxl_exceptions.InvalidFileException, KeyError, OSError, ValueError) as exc:
+    except (openpyxl_exceptions.InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
 
 
@@ -290,8 +290,9 @@ def read_sheet(path: PathLike, sheet: str = MAIN_SHEET, *, missing_ok: bool = Fa
                     return None
                 raise ValueError(f"{path}: no worksheet {sheet!r} (found: {', '.join(xls.sheet_names)})")
             frame = pd.read_excel(xls, sheet_name=sheet, dtype=object)
-    except (openpyxl_exceptions.InvalidFileException, KeyError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
+    except (openpyxl_exceptions.InvalidFileException, zipfile.BadZipFile, KeyError, OSError, SyntaxError, TypeError, AttributeError) as exc:
+        # a CSV or a truncated file under an .xlsx name: zipfile.BadZipFile; broken XML inside: ParseError (a SyntaxError)
+        raise ValueError(f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {exc}); was it saved in another format?") from exc
     frame.columns = [str(c) for c in frame.columns]
     frame = frame.astype(object).where(frame.notna(), None)
     frame.attrs["source"] = f"{path} (sheet {sheet!r})"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, run_main, run_per_sample, setup_logging
+from utils.cli import add_common_args, fail, plural, run_main, run_per_sample, setup_logging
 from utils.sample_info import find_samples
 from verse.archive import DESCRIPTOR_DIR, VerseRules
 from verse.label_revision import ALREADY_REVISED, revise_sample_labels
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                             dask_scheduler=args.dask_scheduler, input_dirs=[args.root_dir], output_dirs=[args.root_dir])  # fmt: skip
     skipped = [sid for sid, summary in report.results.items() if summary.startswith(ALREADY_REVISED)]
     if skipped:
-        logger.info("%d sample(s) already revised, skipped (the remap is never applied twice): %s", len(skipped), ", ".join(skipped))
+        logger.info("%s already revised, skipped (the remap is never applied twice): %s", plural(len(skipped), "sample"), ", ".join(skipped))
     return report.exit_code()
 
 

@@ -22,6 +22,7 @@ from utils.lazy_import import lazy_import
 from utils.nifti_io import nifti_stem
 from utils.pairing import PairJob
 from utils.metadata_sheets import SheetIssue, canonical_id, checked_value, read_metadata_sheet
+from utils.safe_names import FieldRule
 from utils.spreadsheet import is_missing, require_columns
 from utils.yaml_files import load_yaml_file
 
@@ -37,6 +38,7 @@ __all__ = [
     "archive_columns",
     "add_scan_columns",
     "pair_jobs",
+    "manifest_field_rules",
     "INFO_COLUMNS",
     "build_archive_manifest",
     "official_split",
@@ -69,6 +71,7 @@ class VerseRules:
     raw_labels: tuple[int, int]
     label_revision: dict[int, int]
     participants: dict[str, Any]
+    fields: dict[str, re.Pattern[str]]
 
     @classmethod
     def load(cls, path: PathLike = DESCRIPTOR_DIR / "archive.yaml") -> "VerseRules":
@@ -85,9 +88,22 @@ class VerseRules:
                 raw_labels=(int(data["raw_labels"][0]), int(data["raw_labels"][1])),
                 label_revision={int(k): int(v) for k, v in data["label_revision"].items()},
                 participants=dict(data["participants"]),
+                fields={str(k): re.compile(str(v)) for k, v in (data.get("fields") or {}).items()},
             )
-        except (KeyError, TypeError, re.error) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, re.error) as exc:
             raise ValueError(f"{path}: malformed VerSe rules ({exc!r})") from exc
+
+
+def manifest_field_rules(rules: VerseRules) -> dict[str, FieldRule]:
+    """What the archive-manifest columns that become folder names (``{archive}/{subset}/{ID}``) may hold."""
+    subject = rules.fields.get("subject")
+    split = rules.fields.get("split")
+    return {
+        "archive": FieldRule("an archive of the rules' folders", choices={f["archive"] for f in rules.folders.values()}),
+        "subset": FieldRule("a subset of the rules' folders", choices={f["subset"] for f in rules.folders.values()}),
+        "subject": FieldRule(f"a subject ({subject.pattern if subject else 'one name'})", pattern=subject),
+        "split": FieldRule(f"a split ({split.pattern if split else 'one name'}) or empty", pattern=split, optional=True),
+    }
 
 
 def sample_id(subject: str, split: str | None) -> str:
@@ -348,6 +364,7 @@ def pair_jobs(
                 overwrite=overwrite,
                 tol_voxel=tol_voxel,
                 duplicates=duplicates,
+                archive_root=Path(archive_root),
             )
         )
     return jobs, problems

@@ -18,6 +18,7 @@ from utils.label_stats import high_label_counts, label_stats
 from utils.labels import check_labels, remap_labels
 from utils.nifti_io import header_descrip, load_nifti, read_mask, save_nifti
 from utils.sample_info import SampleDir, has_step, history_entry, read_info, write_info
+from utils.sample_lock import sample_lock
 
 __all__ = ["REVISION_STEP", "REVISION_MARKER", "ALREADY_REVISED", "revise_sample_labels"]
 
@@ -52,6 +53,11 @@ def revise_sample_labels(sample: SampleDir, mapping: dict[int, int], raw_range: 
         Missing mask, values outside ``raw_range``, binary masks already
         extracted (they would become stale: run routine 03 before 04).
     """
+    with sample_lock(sample.path):  # one writer per sample folder
+        return _revise_locked(sample, mapping, raw_range)
+
+
+def _revise_locked(sample: SampleDir, mapping: dict[int, int], raw_range: tuple[int, int]) -> str:
     remove_stale_temporaries(sample.path)
     info = read_info(sample.info) if sample.info.is_file() else {}
     if not sample.mask.is_file():

@@ -71,7 +71,7 @@ class DatasetDescriptor:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"dataset descriptor not found: {path}")
-        data = read_info(path)  # a YAML mapping; errors name the file
+        data = read_info(path, what="dataset descriptor")  # a YAML mapping read as untrusted input; errors name the file
         missing = [k for k in ("name", "nnunet_dataset_id", "channel_names", "modality", "patient_id", "identify_by") if k not in data]
         if missing:
             raise ValueError(f"{path}: missing keys {missing}")

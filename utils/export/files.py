@@ -17,7 +17,8 @@ mix, and re-running an export reproduces the same files.
 Image files are hard-linked where the file system allows it (no extra disk;
 a routine that later rewrites a source file renames a new file into place, so
 the linked export keeps the old content and the next export sees the
-difference), else copied; ``symlink`` makes absolute symbolic links.
+difference), else copied; ``symlink`` makes relative symbolic links (they keep
+working when the dataset and the export move together).
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ def place_file(src: Path, dst: Path, mode: str) -> str:
     if mode == "copy":
         _copy(src, dst)
         return "copy"
-    if mode == "symlink":
-        _link(os.symlink, str(Path(src).resolve()), dst)
+    if mode == "symlink":  # relative: the link still works after the dataset and the export were moved together
+        _link(os.symlink, os.path.relpath(Path(src).resolve(), Path(dst).parent.resolve()), dst)
         return "symlink"
     try:
         _link(os.link, src, dst)

@@ -45,6 +45,7 @@ from utils.export.files import StagedFolder, commit_folders, place_file, write_j
 from utils.export.verify import check_case
 from utils.labels import LabelMap, remap_labels
 from utils.nifti_io import load_nifti, read_mask, save_nifti
+from utils.output_paths import archive_of_dataset, check_not_inside, portable_path
 from utils.review.exclusion import EXPORT_RECORD, Exclusion, export_record, select_reviewed
 from utils.review.review_file import QcReview
 from utils.splits import SUBSETS
@@ -165,6 +166,16 @@ def _warn_about(cases: list[ExportCase], plan: LabelPlan, report: RunReport, lin
     logger.debug("formats %s, link modes used %s", formats, sorted(modes))
 
 
+def _follow_moved_dataset(folder: StagedFolder, jsonl: str) -> None:
+    """Rewrite an existing SAT-DS jsonl in place when the only change is where the dataset now lies (moved or copied)."""
+    if not (folder.final / jsonl).is_file() or folder.differences() != [f"{jsonl} differs"]:
+        return
+    new_text = (folder.staging / jsonl).read_text(encoding="utf-8")
+    if satds.moved_records((folder.final / jsonl).read_text(encoding="utf-8"), new_text):
+        atomic_write_text(folder.final / jsonl, new_text)
+        logger.info("%s: image and mask paths updated to the dataset's new location (SAT-DS needs absolute paths)", folder.final / jsonl)
+
+
 def export_split(
     manifest_file: Path,
     split_name: str,
@@ -253,6 +264,7 @@ def export_split(
             raise ValueError(f"{message}; a patient's scans must share a subset (--allow_patient_overlap exports anyway)")
         logger.warning("%s (exported anyway: --allow_patient_overlap)", message)
     cases.sort(key=lambda c: (SUBSETS.index(c.subset), c.case_id))
+    check_not_inside(output_dir, archive_of_dataset([c.volume.parent for c in cases]), "--output_dir")
     _check_formats(formats, cases, split_name)
     logger.info(
         "dataset %s, split %s: %s; label map %s", descriptor.name, split_name,
@@ -281,7 +293,8 @@ def export_split(
             logger.error("nothing was exported: %d sample(s) failed the checks", len(result.report.errors))
             return result
         _warn_about(cases, plan, result.report, link, formats)
-        source = {"manifest": str(manifest_file.resolve()), "label_map": str(label_map_file.resolve())}
+        base = folders["nnunetv2"].final if "nnunetv2" in folders else output_dir
+        source = {"manifest": portable_path(manifest_file, base), "label_map": portable_path(label_map_file, base)}
         if "nnunetv2" in folders:
             staging = folders["nnunetv2"].staging
             write_json(staging / "dataset.json", nnunet.dataset_json(descriptor, plan, cases, split_name, source))
@@ -298,7 +311,9 @@ def export_split(
             write_json(folders["satds"].staging / "split.json", satds.split_json(cases))
         if excluded:
             for folder in folders.values():
-                write_json(folder.staging / EXPORT_RECORD, export_record(excluded, review, split_name))  # type: ignore[arg-type]
+                write_json(folder.staging / EXPORT_RECORD, export_record(excluded, review, split_name, folder.final))  # type: ignore[arg-type]
+        if "satds" in folders:
+            _follow_moved_dataset(folders["satds"], satds.jsonl_name(descriptor))
         status = commit_folders(list(folders.values()), overwrite)
         result.status = {fmt: status[folder.final] for fmt, folder in folders.items()}
     finally:

@@ -13,17 +13,25 @@ absolute, so the loader finds them from any working directory. A sample
 without a mask has no place in SAT-DS and is left out. When the label map has
 gaps, the renumbered masks are written to ``masks/{case}.nii.gz`` and ``mask``
 points there.
+
+Absolute paths are the one exception to "no absolute path in a file we write":
+SAT-DS's loader opens ``image`` and ``mask`` as given, from whatever folder
+training runs in, and has no notion of a base folder. So that a moved or
+copied dataset stays valid, a re-export finds a jsonl whose records differ only
+by where the same files now lie (:func:`moved_records`) and rewrites its paths
+instead of refusing it as a different export.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from utils.export.cases import ExportCase, LabelPlan
 from utils.export.descriptor import DatasetDescriptor
 from utils.splits import SUBSETS
 
-__all__ = ["jsonl_name", "remapped_mask", "records", "split_json"]
+__all__ = ["jsonl_name", "remapped_mask", "records", "split_json", "moved_records"]
 
 
 def jsonl_name(descriptor: DatasetDescriptor) -> str:
@@ -61,3 +69,38 @@ def records(descriptor: DatasetDescriptor, plan: LabelPlan, cases: list[ExportCa
 def split_json(cases: list[ExportCase]) -> dict[str, list[str]]:
     """Patient ids per subset (cases with a mask), sorted."""
     return {s: sorted({c.patient_id for c in cases if c.subset == s and c.mask is not None}) for s in SUBSETS}
+
+
+def moved_records(old_text: str, new_text: str) -> bool:
+    """True when two jsonl texts hold the same records, with every path pointing to the same file in another place.
+
+    "The same file in another place": the old and the new path end in the same
+    parts after one common old and one common new prefix (a dataset moved or
+    copied as a whole, e.g. ``/data/a/grouped/…`` -> ``/scratch/b/grouped/…``).
+    """
+    try:
+        old = [json.loads(line) for line in old_text.splitlines() if line.strip()]
+        new = [json.loads(line) for line in new_text.splitlines() if line.strip()]
+    except ValueError:
+        return False
+    if len(old) != len(new) or not new:
+        return False
+    moves: dict[str, str] = {}  # old prefix -> new prefix: one move of the whole dataset (and of the export)
+    for a, b in zip(old, new):
+        if not isinstance(a, dict) or not isinstance(b, dict) or set(a) != set(b):
+            return False
+        for key in b:
+            if key not in ("image", "mask"):
+                if a[key] != b[key]:
+                    return False
+                continue
+            pa, pb = Path(str(a[key])).parts, Path(str(b[key])).parts
+            common = 0
+            while common < min(len(pa), len(pb)) and pa[-1 - common] == pb[-1 - common]:
+                common += 1
+            if common < 2:  # at least the sample folder and the file name
+                return False
+            before, after = str(Path(*pa[: len(pa) - common])), str(Path(*pb[: len(pb) - common]))
+            if moves.setdefault(before, after) != after:
+                return False
+    return True

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import yaml
+
+from utils.yaml_files import load_yaml_file
 
 __all__ = ["DESCRIPTORS_DIR", "Window", "ReportProfile", "GENERIC", "available_profiles", "load_profile", "detect_profile"]
 
@@ -136,8 +137,8 @@ def load_profile(path: Path, dataset: str | None = None) -> ReportProfile:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml_file(path, "report descriptor")
+    except OSError as exc:
         raise ValueError(f"{path}: cannot read the report descriptor ({exc})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a YAML mapping was expected")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from utils.output_paths import portable_path
 from utils.review.review_file import QcReview, ReviewEntry
 from utils.splits import write_split_sheet
 from utils.spreadsheet import read_sheet, require_columns
@@ -129,8 +130,8 @@ def warn_about_unknown_ids(review: QcReview, known_ids: Iterable[str], where: st
     return unknown
 
 
-def _record_rows(exclusions: Sequence[Exclusion], review: QcReview, split_name: str) -> list[dict[str, Any]]:
-    source = str(Path(review.source).resolve())
+def _record_rows(exclusions: Sequence[Exclusion], review: QcReview, split_name: str, base: Path) -> list[dict[str, Any]]:
+    source = portable_path(review.source, base)  # relative to the manifest's folder: no absolute path in a file we write
     return [{"split": split_name, **e.to_dict(), "review_file": source, "report_digest": review.report_digest} for e in exclusions]
 
 
@@ -194,7 +195,7 @@ def write_reviewed_split(
     if previous is not None:
         require_columns(previous, list(RECORD_COLUMNS), "delete the sheet and run the split routines again")
         kept_rows = [r for r in previous[list(RECORD_COLUMNS)].to_dict("records") if str(r["split"]) != split_name]
-    new_rows = _record_rows(excluded, review, split_name) if excluded else []  # type: ignore[arg-type]
+    new_rows = _record_rows(excluded, review, split_name, Path(manifest_file).parent) if excluded else []  # type: ignore[arg-type]
     table = sorted(kept_rows + new_rows, key=lambda r: (str(r["split"]), str(r["ID"])))
     record = pd.DataFrame(table, columns=list(RECORD_COLUMNS)) if table else None
     write_split_sheet(manifest_file, split_name, rows, labels, extra_sheets={RECORD_SHEET: record})
@@ -203,10 +204,11 @@ def write_reviewed_split(
     return excluded
 
 
-def export_record(exclusions: Sequence[Exclusion], review: QcReview, split_name: str) -> dict[str, Any]:
-    """Content of :data:`EXPORT_RECORD`: the review file, its report digest, the split and every sample left out."""
+def export_record(exclusions: Sequence[Exclusion], review: QcReview, split_name: str, base: Path | None = None) -> dict[str, Any]:
+    """Content of :data:`EXPORT_RECORD`: the review file (relative to ``base``, the folder the record is written to),
+    its report digest, the split and every sample left out."""
     return {
-        "review_file": str(Path(review.source).resolve()),
+        "review_file": portable_path(review.source, base) if base is not None else Path(review.source).name,
         "dataset": review.dataset,
         "report_digest": review.report_digest,
         "split": split_name,
