@@ -47,10 +47,12 @@ def test_every_label_needs_a_name_and_a_short_form(entry):
 
 
 def test_names_and_short_forms_are_text_and_labels_sorted_by_index():
-    lm = LabelMap.from_dict({"labels": {"7": {"name": 12, "short": 3}, 2: {"name": "kidney", "short": "Ki"}}})
+    lm = LabelMap.from_dict({"labels": {7: {"name": "12", "short": "3"}, 2: {"name": "kidney", "short": "Ki"}}})
     assert [(lab.index, lab.name, lab.short, lab.key) for lab in lm] == [(2, "kidney", "Ki", "02_Ki"), (7, "12", "3", "07_3")]
     assert LabelMap.from_dict(lm.to_dict()) == lm
     assert lm.to_dict() == {"labels": {2: {"name": "kidney", "short": "Ki"}, 7: {"name": "12", "short": "3"}}}
+    with pytest.raises(LabelError, match=r"^label map: label 7: 'name' and 'short' must be text, found int and int$"):
+        LabelMap.from_dict({"labels": {7: {"name": 12, "short": 3}}})
 
 
 def test_load_names_the_file_in_every_message(tmp_path):

@@ -425,21 +425,32 @@ def test_the_tool_records_its_parameters_logs_a_summary_and_force_reapplies(tmp_
         assert run_script(OPEN_TOOL, *tool_args(root, **{"--connectivity": 4})) == 0
     entry = read_info(root / "site" / "s01" / "s01_info.yaml")["history"][-1]
     assert entry["params"] == {"kernel_size": [2, 2], "filter_halfedge": 1, "region_area_thresh": 1.0, "connectivity": 4}
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages[0] == (f"{OPEN[0]}: 1 samples in {root}, in place, params "
+    messages = [r.getMessage() for r in caplog.records if r.name == "utils.mask_qc"]
+    assert messages[0] == (f"1 sample in {root}, rewritten in place; parameters "
                            "{'kernel_size': [2, 2], 'filter_halfedge': 1, 'region_area_thresh': 1.0, 'connectivity': 4}")  # fmt: skip
-    assert messages[-1] == (f"{OPEN[0]}: applied to 1 samples (1 masks changed; binary_mask_voxels_changed 1, voxels_relabelled 1), "
-                            "0 already applied with these parameters, 0 without mask")  # fmt: skip
+    assert messages[-1] == "applied to 1 sample (1 mask changed: binary_mask_voxels_changed 1, voxels_relabelled 1)"
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="utils.mask_qc"):
         assert run_script(OPEN_TOOL, *tool_args(root, tmp_path / "out", **{"--connectivity": 4})) == 0
-    assert caplog.records[0].getMessage().startswith(f"{OPEN[0]}: 1 samples in {root}, writing to {tmp_path / 'out'}, params")
-    assert caplog.records[-1].getMessage() == (f"{OPEN[0]}: applied to 0 samples (0 masks changed; -), "
-                                               "1 already applied with these parameters, 0 without mask")  # fmt: skip
+    messages = [r.getMessage() for r in caplog.records if r.name == "utils.mask_qc"]
+    assert messages[0].startswith(f"1 sample in {root}, written to {tmp_path / 'out'}; parameters")
+    assert messages[-1] == "applied to 0 samples, 1 already applied with these parameters"
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="utils.mask_qc"):
         assert run_script(OPEN_TOOL, *tool_args(root, **{"--connectivity": 4}), "--force") == 0
-    assert caplog.records[-1].getMessage().startswith(f"{OPEN[0]}: applied to 1 samples (0 masks changed; ")
+    assert [r.getMessage() for r in caplog.records if r.name == "utils.mask_qc"][-1] == "applied to 1 sample (no mask changed)"
+
+
+def test_the_summary_line_counts_applied_changed_already_applied_and_maskless_samples():
+    applied = {"status": "applied", "changed": True, "voxels_relabelled": 3, "binary_mask_voxels_changed": 5}
+    same = {"status": "applied", "changed": False, "voxels_relabelled": 0, "binary_mask_voxels_changed": 0}
+    outcomes = [applied, same, dict(applied), {"status": "already applied"}, {"status": "no mask"}, {"status": "no mask"}]
+    assert mq.step_summary(outcomes) == (
+        "applied to 3 samples (2 masks changed: voxels_relabelled 6, binary_mask_voxels_changed 10), "
+        "1 already applied with these parameters, 2 samples without mask"
+    )
+    assert mq.step_summary([{"status": "applied", "changed": True}]) == "applied to 1 sample (1 mask changed)"
+    assert mq.step_summary([]) == "applied to 0 samples"
 
 
 def test_the_tool_hands_its_options_to_the_per_sample_runner(tmp_path, monkeypatch):
@@ -459,7 +470,7 @@ def test_the_tool_hands_its_options_to_the_per_sample_runner(tmp_path, monkeypat
                               no_pbar=True, force=False)  # fmt: skip
     mq.run_mask_step(args, OPEN[0], OPEN[1], open_step())
     key = seen.pop("key")
-    assert seen == {"n": 1, "desc": OPEN[0], "workers": 3, "show_progress": False, "dask_scheduler": "tcp://h:1",
+    assert seen == {"n": 1, "desc": "slice-wise opening", "workers": 3, "show_progress": False, "dask_scheduler": "tcp://h:1",
                     "input_dirs": [tmp_path / "g"], "output_dirs": [tmp_path / "o"]}  # fmt: skip
     assert key(SampleDir(tmp_path / "a" / "b7")) == "b7"
     (tmp_path / "file").write_text("x")

@@ -236,6 +236,7 @@ def test_a_split_sheet_and_its_extra_sheets_are_written_together(tmp_path, caplo
     write_split_sheet(path, "sp", pd.DataFrame({"ID": ["s1"]}), ["train"], extra_sheets={"Excluded": pd.DataFrame({"ID": ["s2"]})})
     assert load_workbook(path, read_only=True).sheetnames == ["Manifest", "sp", "Excluded"]
     assert sheet_rows(path, "Excluded") == [("ID",), ("s2",)]
+    caplog.clear()
     with caplog.at_level("INFO", logger="utils.splits"):
         write_split_sheet(path, "sp", pd.DataFrame({"ID": ["s1", "s3"]}), ["test", "val"], extra_sheets={"Excluded": None})
     assert load_workbook(path, read_only=True).sheetnames == ["Manifest", "sp"]  # removed in the same rewrite
