@@ -137,3 +137,23 @@ def test_label_maps_are_read_as_utf8_whatever_the_locale(tmp_path, ascii_locale)
     copy = tmp_path / "descriptor" / "label_map.yaml"
     assert [install_label_map(source, copy) for _ in range(2)] == ["written", "identical"]
     assert copy.read_bytes() == source.read_bytes()
+
+
+def test_label_indices_must_be_plain_integers_and_the_message_says_what_was_found():
+    with pytest.raises(LabelError) as info:
+        LabelMap.from_dict({"labels": {"7": {"name": "a", "short": "A"}}})
+    assert str(info.value) == ("label map: label index '7' is not an integer written plainly (quoted text or a number with a leading "
+                               "zero or sign); write label indices as plain integers (1:, not '1': or 01:)")  # fmt: skip
+    for index, found in ((7.0, "float"), (True, "bool")):
+        with pytest.raises(LabelError, match=rf"label index {index!r} is not an integer written plainly \({found}\)"):
+            LabelMap.from_dict({"labels": {index: {"name": "a", "short": "A"}}})
+
+
+def test_names_and_short_forms_must_each_be_text_and_short_forms_at_most_64_characters():
+    with pytest.raises(LabelError, match=r"'name' and 'short' must be text, found int and str"):
+        LabelMap.from_dict({"labels": {3: {"name": 3, "short": "A"}}})
+    with pytest.raises(LabelError, match=r"'name' and 'short' must be text, found str and int"):
+        LabelMap.from_dict({"labels": {3: {"name": "a", "short": 3}}})
+    assert LabelMap.from_dict({"labels": {3: {"name": "a", "short": "S" * 64}}}).labels[0].short == "S" * 64
+    with pytest.raises(LabelError, match=r"short form 'SSSS.*' of label 3 must be letters, digits or '-'"):
+        LabelMap.from_dict({"labels": {3: {"name": "a", "short": "S" * 65}}})

@@ -312,14 +312,15 @@ def test_the_fallback_to_full_slices_is_exact_on_a_non_square_image_and_says_so(
 
 
 @pytest.mark.parametrize("order", ["F", "C"])
-@pytest.mark.parametrize("box", [(slice(5, 11), slice(5, 9)), (slice(3, 9), slice(3, 7)), (slice(7, 13), slice(7, 11))])
+@pytest.mark.parametrize("box", [(slice(5, 11), slice(5, 9)), (slice(3, 9), slice(3, 7)), (slice(7, 13), slice(7, 11)),
+                                 (slice(5, 11), slice(0, 4)), (slice(0, 6), slice(5, 9))])
 @pytest.mark.parametrize(("factor", "small"), [(BELOW, False), (ABOVE, True)])
 def test_the_crop_ring_counts_the_background_outside_the_crop_exactly(caplog, order, box, factor, small):
     # A 16 x 14 slice (1 mm² pixels) with a 6 x 4 label: the background around it is one component of
     # 224 - 24 = 200 mm², most of it outside the label's crop (margin 2 for a 1 x 1 kernel). Its area, told
     # from the crop and the weights of its ring, must be exactly 200: just above the threshold it is not
     # small (no fallback), just below it is small and reaches the crop side (the label is redone on full
-    # slices). The boxes put the crop's sides 1, 3 or 5 pixels from the image edges.
+    # slices). The boxes put the crop's sides 1, 3 or 5 pixels from the image edges, or on one edge.
     mask = np.zeros((16, 14, 2), np.uint8)
     mask[box[0], box[1], :] = 1
     mask = np.asarray(mask, order=order)
