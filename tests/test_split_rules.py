@@ -242,3 +242,26 @@ def test_a_split_sheet_and_its_extra_sheets_are_written_together(tmp_path, caplo
     assert load_workbook(path, read_only=True).sheetnames == ["Manifest", "sp"]  # removed in the same rewrite
     assert sheet_rows(path, "sp") == [("ID", "sp"), ("s1", "test"), ("s3", "val")]
     assert [r.getMessage() for r in caplog.records] == [f"replaced sheet sp in {path}: train 0, val 1, test 1"]
+
+
+def test_eleven_empty_ids_get_the_ellipsis_and_only_repeated_ids_are_listed():
+    with pytest.raises(ValueError) as info:
+        check_sample_ids(pd.DataFrame({"ID": [None] * 11}), "h")
+    assert str(info.value).endswith("[2, 3, 4, 5, 6, 7, 8, 9, 10, 11] …; h")
+    with pytest.raises(ValueError) as info:
+        check_sample_ids(pd.DataFrame({"ID": ["b", "a_single", "b", "c", "c"]}), "h")
+    assert str(info.value) == "table: ID value(s) ['b', 'c'] occur more than once; h"
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("a/b", "--split_name 'a/b' cannot name a file or folder: it holds a path separator"),
+    ("x" * 40, f"--split_name '{'x' * 40}' is also a worksheet name: at most 31 characters, found 40"),
+    ("manifest", "--split_name 'manifest' is the name of the manifest's main sheet; choose another name"),
+])  # fmt: skip
+def test_split_names_are_safe_sheet_and_file_names(name, message):
+    from utils.splits import check_split_name
+
+    with pytest.raises(ValueError) as info:
+        check_split_name(name)
+    assert str(info.value) == message
+    assert check_split_name("split01_standard") == "split01_standard"
