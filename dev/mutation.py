@@ -189,6 +189,16 @@ def stale_equivalents(module: str, equivalents: list[dict[str, str]]) -> list[di
     return out
 
 
+def previous_tests(dest: Path) -> list[str] | None:
+    """The test selection of the last run in ``dest`` (None when there was none)."""
+    cfg = dest / "setup.cfg"
+    if not cfg.is_file():
+        return None
+    parser = configparser.ConfigParser()
+    parser.read(cfg)
+    return parser.get("mutmut", "pytest_add_cli_args_test_selection", fallback="").split()
+
+
 def run_module(module: str, tests: list[str], shared: dict[str, str], max_children: int, retest: bool) -> ModuleScore:
     dest = WORK / Path(module).with_suffix("").as_posix().replace("/", ".")
     names: list[str] = []
@@ -196,6 +206,9 @@ def run_module(module: str, tests: list[str], shared: dict[str, str], max_childr
     previous = dest / module
     if retest and previous.is_file() and previous.read_bytes() != (REPO / module).read_bytes():
         logger.info("%s changed since the last run: all its mutants are tested again", module)
+        retest = False
+    if retest and previous_tests(dest) != tests:
+        logger.info("%s: its tests changed since the last run (mutmut forgets the verdicts): all its mutants are tested again", module)
         retest = False
     if retest and meta.is_file():  # only the previous survivors, against the current tests
         codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]

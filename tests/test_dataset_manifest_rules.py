@@ -28,6 +28,9 @@ def test_a_sample_without_mask_has_empty_mask_cells_and_the_columns_keep_their_o
     save(bare.volume, np.zeros((7, 6, 5), np.float32))
     write_info(bare.info, {"ID": "nomask01", "site": "X"})
     make_sample(root, "ok01")
+    lost = make_sample(root, "z_lost01")  # its binary masks are there, its mask is gone
+    lost.mask.unlink()
+    write_info(lost.info, {"ID": "z_lost01", "site": "X"})
     assert run_routine("eso", root, caplog)[0] == 0
     header, rows = header_and_rows(root / "dataset_manifest.xlsx")
     binaries = [f"mask_{i:02d}_{s}" for i, s in SHORTS.items()]
@@ -37,6 +40,8 @@ def test_a_sample_without_mask_has_empty_mask_cells_and_the_columns_keep_their_o
     assert first["ID"] == "nomask01"
     assert all(first.get(c) is None for c in ("valid_labels", "mask", "mask_dtype", *binaries, *(f"{b}_existence" for b in binaries)))
     assert rows[1]["mask_dtype"] == "uint8" and rows[1]["valid_labels"] == "[0, 1, 3]"
+    assert rows[2]["ID"] == "z_lost01" and rows[2]["mask"] is None and rows[2]["mask_01_A"] is not None
+    assert all(rows[2].get(f"{b}_existence") is None for b in binaries)  # no mask: nothing to say about its labels
 
 
 def test_label_indices_from_100_sort_after_99_and_attribute_columns_stay_attributes(tmp_path, caplog):

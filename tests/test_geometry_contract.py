@@ -224,3 +224,22 @@ def test_affine_rotation_is_the_direction_cosines():
     assert rotation.shape == (3, 3)
     np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-12)
     np.testing.assert_allclose(rotation * [0.6, 1.4, 3.0], affine[:3, :3], rtol=1e-12)
+
+
+def test_a_transposed_mask_with_a_row_too_many_is_refused_not_reoriented():
+    mask = np.zeros((4, 6, 3), np.uint8)  # the volume is (5, 4, 3): transposed, the mask would be (6, 4, 3)
+    aff = VOLUME[:, [1, 0, 2, 3]]
+    with pytest.raises(AlignmentError, match="the shapes differ and no permutation or flip"):
+        align_mask_to_volume(mask, aff, (5, 4, 3), VOLUME)
+
+
+def test_the_tolerance_is_inclusive_for_a_reoriented_mask_too():
+    mask = np.arange(60, dtype=np.uint8).reshape(5, 4, 3)
+    data, aff = stored_as(mask, VOLUME, (1, 0, 2), (False, False, False))
+    aff[:3, 3] += [0.0, 0.0, 0.00390625]  # 2**-8 mm, exactly representable
+    disp = grid_displacement_mm((5, 4, 3), VOLUME + np.pad([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0.00390625]], ((0, 1), (0, 0))), VOLUME)
+    assert disp == 0.00390625
+    aligned = align_mask_to_volume(data, aff, (5, 4, 3), VOLUME, tol_voxel=disp / 0.5)
+    assert (aligned.method, aligned.displacement_mm) == ("reoriented", disp)
+    with pytest.raises(AlignmentError):
+        align_mask_to_volume(data, aff, (5, 4, 3), VOLUME, tol_voxel=disp / 0.5 * (1 - 1e-9))
