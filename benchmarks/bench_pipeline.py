@@ -146,9 +146,12 @@ ROUTINES = (
     Routine("threshold", "thresholding [-140, 1000]", "utils/mask_thresholding.py",
             ("--root_dir", "{root}/grouped", "--output_dir", "{root}/grouped", "--thresh", "-140.0", "1000.0"),
             "04", ((f"{SAMPLE}/*_info.yaml", "yaml"), (f"{SAMPLE}/*_mask.nii.gz", "nifti"), (f"{SAMPLE}/*_volume.nii.gz", "nifti"))),
+    Routine("audit", "dataset audit", "utils/audit_dataset.py",
+            ("--root_dir", "{root}/grouped", "--output_dir", "{root}/audit", "--fail_on", "never"),
+            "04", ((f"{SAMPLE}/*_info.yaml", "yaml"), (f"{SAMPLE}/*_volume.nii.gz", "nifti"), (f"{SAMPLE}/*_mask.nii.gz", "nifti"))),
 )  # fmt: skip
 BY_KEY = {r.key: r for r in ROUTINES}
-SWEEP = ("01", "02", "03", "04", "05", "detect", "close")
+SWEEP = ("01", "02", "03", "04", "05", "detect", "close", "audit")
 
 
 def command(routine: Routine, root: Path, workers: int = 1) -> list[str]:
@@ -236,17 +239,21 @@ def _load_outputs(source: Path, root: Path, outputs: list[str]) -> list:
             loaded.append(("nifti", path, (np.asanyarray(img.dataobj), img)))
         elif rel.endswith(".xlsx"):
             loaded.append(("xlsx", path, {name: read_sheet(written, name) for name in sheet_names(written)}))
-        else:
+        elif rel.endswith((".yaml", ".json", ".md", ".html")):
             loaded.append(("text", path, written.read_text(encoding="utf-8")))
+        else:
+            loaded.append(("bytes", path, written.read_bytes()))
     return loaded
 
 
 def _write(kind: str, path: Path, content) -> None:
-    from utils.atomic import atomic_write_text
+    from utils.atomic import atomic_write_bytes, atomic_write_text
     from utils.nifti_io import header_descrip, save_nifti
     from utils.spreadsheet import write_sheets
 
-    if kind == "nifti":
+    if kind == "bytes":
+        atomic_write_bytes(path, content)
+    elif kind == "nifti":
         data, img = content
         save_nifti(path, data, img.affine, dtype=data.dtype, template=img, descrip=header_descrip(img))
     elif kind == "xlsx":
@@ -430,7 +437,36 @@ def naive_threshold(root: Path, scratch: Path) -> dict:
     return {}
 
 
+def naive_audit(root: Path, scratch: Path) -> dict:
+    """What a straightforward audit of one sample does: nibabel's float64 arrays, full-volume percentiles and sorting,
+    ``np.unique``, scipy's labelling and centres of mass per label, a SHA-256 of the canonical (``as_closest_canonical``) copy."""
+    import hashlib
+
+    import nibabel as nib
+    from scipy import ndimage
+
+    vol_img = nib.as_closest_canonical(nib.load(_one(root, f"{SAMPLE}/*_volume.nii.gz")))
+    mask_img = nib.as_closest_canonical(nib.load(_one(root, f"{SAMPLE}/*_mask.nii.gz")))
+    volume = vol_img.get_fdata()
+    mask = np.asanyarray(mask_img.dataobj).astype(np.uint8)
+    percentiles = np.percentile(volume, [0.5, 1, 50, 99, 99.5])
+    digest = hashlib.sha256(np.ascontiguousarray(volume, dtype=np.float32).tobytes()).hexdigest()
+    fg = volume[mask > 0]
+    fg_stats = {"mean": float(fg.mean()), "median": float(np.median(fg)), "min": float(fg.min()), "max": float(fg.max()),
+                "percentile_00_5": float(np.percentile(fg, 0.5)), "percentile_99_5": float(np.percentile(fg, 99.5))}  # fmt: skip
+    labels = {}
+    for label in np.unique(mask)[1:]:
+        binary = mask == label
+        comps, n = ndimage.label(binary, structure=np.ones((3, 3, 3)))
+        centre = ndimage.center_of_mass(binary)
+        world = vol_img.affine[:3, :3] @ np.asarray(centre) + vol_img.affine[:3, 3]
+        labels[str(int(label))] = {"voxels": int(binary.sum()), "components": int(n), "centroid_mm": [float(v) for v in world]}
+    (scratch / "naive_audit.json").write_text(json.dumps({"percentiles": percentiles.tolist(), "sha256": digest, "foreground": fg_stats, "labels": labels}))
+    return {"ID": _one(root, SAMPLE).name}
+
+
 NAIVE = {
+    "audit": naive_audit,
     "01": naive_01, "02": naive_02, "03": naive_03, "04": naive_04, "05": naive_05, "detect": naive_detect,
     "close": lambda root, scratch: _naive_repair("close", root, scratch),
     "open": lambda root, scratch: _naive_repair("open", root, scratch),
@@ -459,6 +495,16 @@ def same_output(routine: Routine, work: Path, scratch: Path, naive: dict) -> boo
     if routine.key in ("close", "open"):
         s0, s1 = naive["slices"]
         return bool(np.array_equal(tool_mask(f"{SAMPLE}/*_mask.nii.gz")[:, :, s0:s1], np.load(scratch / f"naive_{routine.key}.npy")))
+    if routine.key == "audit":
+        record = next(r for r in json.loads((work / "audit/audit.json").read_text())["records"] if r["sample"] == naive["ID"])
+        ref = json.loads((scratch / "naive_audit.json").read_text())
+        same_fg = all(np.isclose(record["foreground"][k], v, rtol=1e-6, atol=1e-4) for k, v in ref["foreground"].items())
+        ours = record["mask"]["labels"]
+        same_labels = set(ours) == set(ref["labels"]) and all(
+            ours[k]["voxels"] == v["voxels"] and ours[k]["components"] == v["components"]
+            and np.allclose(ours[k]["centroid_mm"], v["centroid_mm"], atol=1e-3) for k, v in ref["labels"].items()
+        )  # fmt: skip
+        return bool(same_fg and same_labels)
     if routine.key == "detect":
         sheet = read_sheet(work / "descriptor" / "small.xlsx")
         sheet = sheet[sheet["ID"].astype(str) == naive["ID"]]  # the naive route looks at one of the scans
@@ -532,13 +578,13 @@ def bench_sample(
     return lines
 
 
-def sweep(tmp: Path, mask: np.ndarray, affine: np.ndarray, n_scans: int, workers: list[int]) -> list[str]:
-    """Throughput of each routine on ``n_scans`` scans with each number of workers."""
+def sweep(tmp: Path, mask: np.ndarray, affine: np.ndarray, n_scans: int, workers: list[int], keys: tuple[str, ...] = SWEEP) -> list[str]:
+    """Throughput of each routine of ``keys`` on ``n_scans`` scans with each number of workers."""
     base = tmp / "sweep"
     base.mkdir()
-    states = build_states(base, [f"bench{i:03d}" for i in range(n_scans)], mask, affine, SWEEP)
+    states = build_states(base, [f"bench{i:03d}" for i in range(n_scans)], mask, affine, keys)
     lines = []
-    for key in SWEEP:
+    for key in keys:
         single = None
         for k in workers:
             res = measure({"routine": key, "mode": "routine", "workers": k}, states[key], base / "work", 1)
@@ -588,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, mask, affine in samples:
             table += bench_sample(label, mask, affine, Path(tmp), repeats, not args.no_naive, keys, args.table_scans)
         if not args.no_sweep:
-            sweep_lines = sweep(Path(tmp), samples[0][1], samples[0][2], n_scans, workers)
+            sweep_lines = sweep(Path(tmp), samples[0][1], samples[0][2], n_scans, workers, tuple(k for k in SWEEP if k in keys))
     print(f"Pipeline benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} {cores} cores ({platform.processor() or platform.platform()}), "
           f"Python {platform.python_version()}, gzip {GZIP_BACKEND}; median of {repeats} fresh processes; total {time.perf_counter() - t0:.0f} s")  # fmt: skip
     for label, mask, _ in samples:

@@ -36,3 +36,47 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip("../shared/realdata not present")
     return REALDATA
+
+
+# --- demo datasets through their pipelines, built once per test session -----------------------------------------------
+# Tests must treat them as read-only: copy the grouped folder (shutil.copytree) before changing anything.
+
+
+@pytest.fixture(scope="session")
+def verse_demo(tmp_path_factory) -> Path:
+    """ROOT of the VerSe demo archive after routines 01-07 (``ROOT/grouped``, ``ROOT/descriptor``)."""
+    from tests.test_verse_pipeline import run_01_02, run_03_to_07
+    from verse.demo_archive import make_demo_archive
+
+    root = tmp_path_factory.mktemp("verse_demo")
+    make_demo_archive(root / "archive")
+    assert run_01_02(root) == (0, 0)
+    assert run_03_to_07(root) == [0] * 9
+    return root
+
+
+@pytest.fixture(scope="session")
+def eso_demo(tmp_path_factory) -> Path:
+    """ROOT of the ESO demo archive after routines 01-02, the tutorial's mask thresholding, and routines 03-06."""
+    from eso.demo_archive import make_demo_archive
+    from tests.test_eso_pipeline import run_01_02, run_03_to_06
+
+    root = tmp_path_factory.mktemp("eso_demo")
+    make_demo_archive(root / "archive")
+    assert run_01_02(root) == (0, 0)
+    grouped = root / "grouped"
+    assert run_script("utils/mask_thresholding.py", "--root_dir", grouped, "--thresh", "-140.0", "1000.0", "--output_dir", grouped, "--no_pbar") == 0
+    assert run_03_to_06(root) == [0] * 8
+    return root
+
+
+@pytest.fixture(scope="session")
+def nme_demo(tmp_path_factory) -> Path:
+    """ROOT of the NME demo archive after the tutorial's commands (routines 01-06)."""
+    from nme.demo_archive import make_demo_archive
+    from tests.test_nme_pipeline import TUTORIAL, run_tutorial
+
+    root = tmp_path_factory.mktemp("nme_demo")
+    make_demo_archive(root / "archive")
+    assert run_tutorial(root) == [0] * len(TUTORIAL)
+    return root

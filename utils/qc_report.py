@@ -46,6 +46,9 @@ def build_parser(datasets: list[str]) -> argparse.ArgumentParser:
                              "else descriptors/<dataset>/label_map.yaml)")
     parser.add_argument("--small_region_manifest", type=Path,
                         help="xlsx written by small_connected_region_detect.py: flags samples with small regions")
+    parser.add_argument("--audit", type=Path, metavar="FILE",
+                        help="audit.json of utils/audit_dataset.py: its findings as a table and per-sample flags "
+                             "(default: ROOT_DIR/../audit/audit.json if present)")
     parser.add_argument("--samples", nargs="+", metavar="ID", help="report only these samples (IDs or paths below --root_dir)")
     win = parser.add_mutually_exclusive_group()
     win.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"),
@@ -96,6 +99,18 @@ def _select(samples: list[SampleDir], wanted: list[str], root_dir: Path) -> list
     return chosen
 
 
+def _audit(args: argparse.Namespace):
+    """The audit findings to show: ``--audit FILE``, else ``ROOT_DIR/../audit/audit.json`` when present, else None."""
+    from utils.report.findings import default_audit_path, load_audit
+
+    path = args.audit or default_audit_path(args.root_dir)
+    if path is None:
+        return None
+    audit = load_audit(path)
+    logger.info("audit findings from %s: %d findings shown", path, len(audit.findings))
+    return audit
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         profiles = available_profiles()
@@ -128,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         review = resolve_review(args.review, default_review_path(args.root_dir), disabled=args.no_review,
                                 dataset=None if profile is GENERIC else profile.dataset)
         diff = read_diff_json(args.diff) if args.diff else None
+        audit = _audit(args)
     except (OSError, ValueError, LabelError) as exc:
         return fail(str(exc))
     try:
@@ -146,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             show_progress=not args.no_pbar,
             review=review,
             diff=diff,
+            audit=audit,
         )
     except OSError as exc:
         return fail(f"--output_dir {args.output_dir}: cannot write the report ({exc.strerror or exc})")

@@ -16,6 +16,7 @@ from utils.report.card import DatasetCard, card_json, write_card
 from utils.report.diff_section import diff_section
 from utils.report.page import render_index
 from utils.report.dataset_profile import ReportProfile, Window
+from utils.report.findings import AuditFindings
 from utils.report.sample import SampleJob, SampleRecord, plain, sample_key
 from utils.report.stats import label_table, resolution_table, summary_table
 from utils.review.review_file import QcReview, report_digest
@@ -97,6 +98,7 @@ def build_report(
     show_progress: bool = True,
     review: QcReview | None = None,
     diff: dict[str, Any] | None = None,
+    audit: AuditFindings | None = None,
 ) -> ReportOutputs:
     """Render every sample (in ``workers`` processes) and write the page and the card.
 
@@ -128,6 +130,8 @@ def build_report(
         Review file whose verdicts the page shows (the page's review controls start from them).
     diff : dict, optional
         A release diff (``utils/diff_datasets.py`` JSON) shown as a section of the page.
+    audit : AuditFindings, optional
+        Findings of ``utils/audit_dataset.py`` to show (a table, and code flags per sample).
     """
     root_dir, output_dir = Path(root_dir), Path(output_dir)
     job = SampleJob(root_dir, output_dir, profile.group_by, window, label_map, dict(small_regions or {}), panel_px, threads)
@@ -161,6 +165,9 @@ def build_report(
     write_card(card, outputs.card_md, outputs.card_json)
     names = {lab.index: lab.short for lab in label_map} if label_map is not None else {}
     diff_html = diff_section(diff) if diff is not None else ""
-    page = render_index(card, records, names, digest=report_digest(card_json(card)), review=review, diff_html=diff_html)
+    if audit is not None:
+        audit.match({r.path for r in records})
+        audit.check_stale(root_dir)
+    page = render_index(card, records, names, digest=report_digest(card_json(card)), review=review, diff_html=diff_html, audit=audit)
     atomic_write_text(outputs.index, page)
     return outputs

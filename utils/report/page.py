@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from utils.report.card import DatasetCard, format_triple, format_volume, label_display_name
+from utils.report.findings import FLAG_CSS, AuditFindings, audit_flags_html, findings_section
 from utils.report.review_page import REVIEW_CSS, REVIEW_JS, review_cell, review_controls, review_data_script
 from utils.report.sample import SampleRecord
 from utils.review.review_file import QcReview
@@ -94,7 +95,9 @@ def _labels_cell(record: SampleRecord, names: dict[int, str]) -> str:
     return f'<td class="labels" data-sort="{len(items)}">{", ".join(items) or "none"}</td>'
 
 
-def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, str], review: dict[str, str] | None = None) -> str:
+def _sample_row(
+    record: SampleRecord, group_by: Sequence[str], names: dict[int, str], review: dict[str, str] | None = None, audit: AuditFindings | None = None
+) -> str:
     cells = []
     if record.image:
         src = escape(quote(record.image))
@@ -104,9 +107,10 @@ def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, 
     cells.append(f'<td class="id" title="{escape(record.path)}">{escape(record.id)}</td>')
     cells.append(review_cell(review))
     cells += [f"<td>{escape('' if record.group.get(c) is None else str(record.group.get(c)))}</td>" for c in group_by]
+    audit_flags = audit.flags(record.path, record.id) if audit is not None else []
     if record.error:
         cells += ["<td></td>"] * 4
-        cells.append(f'<td><span class="flag error">error: {escape(record.error)}</span></td>')
+        cells.append(f'<td><span class="flag error">error: {escape(record.error)}</span>{audit_flags_html(audit_flags)}</td>')
     else:
         n_vox = record.shape[0] * record.shape[1] * record.shape[2]
         cells.append(f'<td class="num" data-sort="{n_vox}">{"×".join(str(n) for n in record.shape)}</td>')
@@ -114,10 +118,10 @@ def _sample_row(record: SampleRecord, group_by: Sequence[str], names: dict[int, 
         cells.append(f"<td>{escape(record.orientation)}</td>")
         cells.append(_labels_cell(record, names))
         flags = "".join(f'<span class="flag" title="{escape(text)}">{escape(code)}</span>' for code, text in record.flags)
-        cells.append(f'<td data-sort="{len(record.flags)}">{flags}</td>')
+        cells.append(f'<td data-sort="{len(record.flags) + len(audit_flags)}">{flags}{audit_flags_html(audit_flags)}</td>')
     cells.append(f'<td class="steps">{escape(", ".join(record.history))}</td>')
     cls = ' class="error"' if record.error else ""
-    n_flags = len(record.flags) + (1 if record.error else 0)
+    n_flags = len(record.flags) + len(audit_flags) + (1 if record.error else 0)
     return f'<tr{cls} data-flags="{n_flags}" data-id="{escape(record.id)}">' + "".join(cells) + "</tr>"
 
 
@@ -129,6 +133,7 @@ def render_index(
     digest: str = "",
     review: QcReview | None = None,
     diff_html: str = "",
+    audit: AuditFindings | None = None,
 ) -> str:
     """The whole page.
 
@@ -146,6 +151,8 @@ def render_index(
         The review file found: its verdicts are shown (:mod:`utils.report.review_page`).
     diff_html : str
         A release-diff section (:mod:`utils.report.diff_section`), shown above the samples.
+    audit : AuditFindings, optional
+        The dataset audit's findings: a findings section and code flags in the sample rows.
     """
     entries = {sid: e.to_dict() for sid, e in review.entries.items()} if review is not None else {}
     res = card.resolution
@@ -154,7 +161,7 @@ def render_index(
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>QC report: {escape(card.title)}</title>",
-        f"<style>{_CSS}{REVIEW_CSS}</style></head><body>",
+        f"<style>{_CSS}{REVIEW_CSS}{FLAG_CSS if audit is not None else ''}</style></head><body>",
         f"<h1>QC report: {escape(card.title)}</h1>",
         f'<p class="meta">{card.n_samples} samples, {card.n_with_mask} with a mask'
         + (f', <b>{card.n_failed} not readable</b>' if card.n_failed else "")
@@ -190,6 +197,7 @@ def render_index(
         "mask. Volume = voxel count × voxel volume, over the cases.</p>",
         "</div></div>",
         diff_html,
+        findings_section(audit) if audit is not None else "",
         "<h2>Samples</h2>",
         review_controls(review, digest, {r.id for r in records}),
         '<div class="controls"><input type="search" id="filter" placeholder="filter: ID, subset, label, flag, step…"> '
@@ -199,12 +207,15 @@ def render_index(
         '<table id="samples" class="sortable"><thead><tr><th>picture</th><th>ID</th><th>review</th>'
         + "".join(f"<th>{escape(c)}</th>" for c in card.group_by)
         + "<th>shape</th><th>spacing (mm)</th><th>orientation</th><th>labels present</th><th>flags</th><th>history</th></tr></thead><tbody>",
-        *(_sample_row(r, card.group_by, names, entries.get(r.id)) for r in records),
+        *(_sample_row(r, card.group_by, names, entries.get(r.id), audit) for r in records),
         "</tbody></table>",
         '<p class="note">Flags (hover for details): reoriented / resampled — routine 02 moved the mask onto the volume '
         "grid; qform_sform — the archive file's qform and sform disagree; warnings — other warnings in the info yaml; "
         "unknown_labels — mask values missing from the label map; small_regions — rows in the small-region manifest; "
-        "oblique — voxel axes not aligned with the patient axes; no_mask; empty_mask.</p>",
+        "oblique — voxel axes not aligned with the patient axes; no_mask; empty_mask."
+        + (" Coloured codes: the audit's findings on the sample (red error, orange warning, blue info; dashed: the sample is "
+           "the other one of a finding, e.g. the original of a duplicate), listed in the audit findings table above." if audit is not None else "")
+        + "</p>",
         review_data_script(card.dataset, digest, review),
         f"<script>{_JS}</script>",
         f"<script>{REVIEW_JS}</script>",
