@@ -223,6 +223,9 @@ def two_step_history():
 
 def test_rewritten_files_keep_grid_codes_and_types_and_the_latest_entry_holds_the_stamp(tmp_path):
     sample = make_sample(tmp_path, speckled(), history=two_step_history())
+    img = nib.load(sample.mask)
+    img.header["descrip"] = b"drawn by hand"
+    nib.save(img, sample.mask)  # the mask's description is not copied into its binary masks
     nib.save(nib.Nifti1Image(np.zeros(speckled().shape, np.float32), AFFINE), sample.volume)
     volume_mtime = sample.volume.stat().st_mtime_ns
     mq.apply_mask_step(sample, mq.Destination.create(tmp_path, tmp_path), *OPEN, open_step())
@@ -265,6 +268,8 @@ def test_copies_keep_the_info_and_drop_a_pending_entry_and_a_second_copy_is_fine
     out2 = tmp_path / "out2"
     assert mq.apply_mask_step(done, mq.Destination.create(tmp_path / "h", out2), *OPEN, open_step()) == {"status": "already applied"}
     assert read_info(out2 / "site" / "s01" / "s01_info.yaml")["history"] == read_info(done.info)["history"]
+    copied = {p.name: p.read_bytes() for p in (out2 / "site" / "s01").iterdir()}  # an unchanged sample is copied whole
+    assert copied == {p.name: p.read_bytes() for p in done.path.iterdir()}
 
 
 def test_a_crash_while_the_mask_is_rewritten_leaves_a_pending_entry_that_the_next_run_settles(tmp_path, monkeypatch, caplog):
@@ -424,7 +429,7 @@ def test_the_tool_records_its_parameters_logs_a_summary_and_force_reapplies(tmp_
     with caplog.at_level(logging.INFO, logger="utils.mask_qc"):
         assert run_script(OPEN_TOOL, *tool_args(root, **{"--connectivity": 4})) == 0
     entry = read_info(root / "site" / "s01" / "s01_info.yaml")["history"][-1]
-    assert entry["params"] == {"kernel_size": [2, 2], "filter_halfedge": 1, "region_area_thresh": 1.0, "connectivity": 4}
+    assert entry["step"] == OPEN[0] and entry["params"] == {"kernel_size": [2, 2], "filter_halfedge": 1, "region_area_thresh": 1.0, "connectivity": 4}
     messages = [r.getMessage() for r in caplog.records if r.name == "utils.mask_qc"]
     assert messages[0] == (f"1 sample in {root}, rewritten in place; parameters "
                            "{'kernel_size': [2, 2], 'filter_halfedge': 1, 'region_area_thresh': 1.0, 'connectivity': 4}")  # fmt: skip
@@ -473,6 +478,8 @@ def test_the_tool_hands_its_options_to_the_per_sample_runner(tmp_path, monkeypat
     assert seen == {"n": 1, "desc": "slice-wise opening", "workers": 3, "show_progress": False, "dask_scheduler": "tcp://h:1",
                     "input_dirs": [tmp_path / "g"], "output_dirs": [tmp_path / "o"]}  # fmt: skip
     assert key(SampleDir(tmp_path / "a" / "b7")) == "b7"
+    mq.run_mask_step(args, "some_new_step", {}, open_step())
+    assert seen["desc"] == "some_new_step"  # a step without a label is shown by its name
     (tmp_path / "file").write_text("x")
     args.output_dir = tmp_path / "file" / "sub"
     with pytest.raises(ValueError, match=r"^--output_dir .*file/sub: cannot create the folder"):
@@ -508,3 +515,30 @@ def test_help_of_the_morphology_tools_documents_every_option(capsys):
             "--connectivity {4,8} (addition) in-slice connectivity of components (default 8)",
         ):
             assert expected in text, (tool, expected)
+
+
+
+def test_a_sample_without_any_binary_mask_cannot_be_reported():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from pathlib import Path
+
+        sample = make_sample(Path(tmp), speckled(), binaries=())
+        with pytest.raises(SampleError, match=r"labels \[1, 2\] present but no binary mask .*binary masks present: none"):
+            mq.small_region_rows(sample, Path(tmp), 5.0, 26)
+
+
+def test_output_inside_the_archive_the_dataset_came_from_is_refused(tmp_path):
+    import argparse
+
+    sample = make_sample(tmp_path / "g", speckled())
+    (tmp_path / "archive").mkdir()
+    info = read_info(sample.info)
+    info["source"] = {"archive_root": "../../../archive"}  # recorded by routine 02, relative to the sample folder
+    write_info(sample.info, info)
+    args = argparse.Namespace(root_dir=tmp_path / "g", output_dir=tmp_path / "archive" / "repaired", workers=1, dask_scheduler=None,
+                              no_pbar=True, force=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"^--output_dir "):
+        mq.run_mask_step(args, OPEN[0], OPEN[1], open_step())
+    assert not (tmp_path / "archive" / "repaired").exists()
