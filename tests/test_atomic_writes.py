@@ -145,3 +145,66 @@ def test_a_name_collision_takes_another_name_and_a_full_folder_is_an_error(tmp_p
     assert atomic._LIVE == live  # a file that could not be created is not left registered
     monkeypatch.undo()
     remove_live_temporaries()
+
+
+def test_a_file_of_another_size_is_replaced(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"longer old content")
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+
+
+def test_without_umask_the_mode_is_that_of_open(tmp_path):
+    old = os.umask(0)
+    try:
+        atomic_write_bytes(tmp_path / "out.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o666
+
+
+def test_no_free_name_is_a_file_exists_error(tmp_path, monkeypatch):
+    import errno
+
+    (tmp_path / f".x.bin.{os.getpid()}-0a1b2c3d.tmp").write_bytes(b"")
+    monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: "0a1b2c3d")
+    with pytest.raises(FileExistsError) as info:
+        atomic._create_temporary(tmp_path / "x.bin")
+    assert info.value.errno == errno.EEXIST and str(info.value) == f"[Errno 17] no free temporary file name next to {tmp_path / 'x.bin'}"
+
+
+def test_removing_live_temporaries_goes_on_after_a_missing_or_unremovable_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "_LIVE", set())
+    folder = tmp_path / ".b.bin.1-0a1b2c3d.tmp"
+    folder.mkdir()  # cannot be unlinked: reported as failed
+    missing = tmp_path / ".a.bin.1-0a1b2c3d.tmp"  # registered, never created
+    created = atomic._create_temporary(tmp_path / "z.bin")
+    atomic._LIVE.update({folder, missing})
+    assert remove_live_temporaries() == ([created], [folder])
+    assert not created.exists() and folder.exists()
+
+
+def test_stale_removal_skips_links_and_goes_on_after_a_failure(tmp_path, monkeypatch):
+    old = time.time() - atomic.STALE_TEMPORARY_AGE_S - 60
+    (tmp_path / "d.nii.gz").write_text("x")
+    link = tmp_path / ".l.nii.gz.1-0a1b2c3d.tmp"
+    link.symlink_to(tmp_path / "d.nii.gz")
+    os.utime(tmp_path / "d.nii.gz", (old, old))
+    os.utime(link, (old, old), follow_symlinks=False)
+    names = [".a.nii.gz.2-0a1b2c3d.tmp", ".b.nii.gz.3-0a1b2c3d.tmp", ".c.nii.gz.4-0a1b2c3d.tmp"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (old, old))
+    real = os.unlink
+    first = []
+
+    def unlink_failing_once(path, *args, **kwargs):
+        if not first:
+            first.append(path)
+            raise PermissionError(13, "Permission denied", path)
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "unlink", unlink_failing_once)
+    removed = remove_stale_temporaries(tmp_path)
+    assert len(removed) == 2 and link.is_symlink()  # a link is never followed nor removed
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name in names) == [os.path.basename(first[0])]
