@@ -12,13 +12,33 @@ from __future__ import annotations
 import os
 
 from tests.conftest import REPO
-from tests.geometry_cases import volume_data, write_header_file
+import numpy as np
+
+from tests.geometry_cases import BASE, OBLIQUE, header, volume_data, write_header_file
 from tests.golden_files import FORMAT
 from tests.test_geometry_readers import CASES, _raw
 from tests.test_golden_outputs import check_against_golden
 from utils.geometry.readers import check_reader_agreement
 
 GOLDEN = REPO / "tests" / "golden" / "reader_agreement.json"
+
+
+def _extra_headers() -> dict:
+    """Headers beyond the readers test's cases: both codes invalid, an unknown unit code, a quaternion just
+    beyond unit length (b² + c² + d² > 1: normalised, a = 0), a qform-only grid with a zero and a negative
+    step (ITK counts them as 1), a scanner sform with a differing qform (ITK keeps the sform)."""
+    both = header(BASE, qcode=1, scode=1)
+    both["qform_code"], both["sform_code"] = 7, 9
+    units = header(BASE)
+    units["xyzt_units"] = 7  # space unit code 7: not a NIfTI unit
+    quat = header(OBLIQUE, qcode=1, scode=0)
+    quat["quatern_b"], quat["quatern_c"], quat["quatern_d"] = 0.6, 0.8, 0.0005
+    steps = header(BASE, qcode=1, scode=0)
+    steps["pixdim"][2], steps["pixdim"][3] = 0.0, -2.5
+    flipped = header(BASE @ np.diag([1.0, 1.0, -1.0, 1.0]), qcode=1, scode=0)
+    flipped["pixdim"][0] = -1.0
+    return {"both_codes_invalid": both, "unknown_unit_code": units, "quaternion_beyond_unit": quat,
+            "qform_zero_and_negative_steps": steps, "qfac_minus_one_qform_only": flipped}  # fmt: skip
 
 
 def _rounded(affine):
@@ -47,4 +67,6 @@ def test_reader_agreement_records_of_every_edge_case_match_the_pinned_ones(tmp_p
     sheared = write_header_file(tmp_path / "sheared.nii", CASES["sheared_no_qform"][0](), volume_data())
     files["sheared_no_qform (ITK permissive)"] = {"json": describe(check_reader_agreement(sheared, sform_permissive=True))}
     files["consistent (tolerance 0)"] = {"json": describe(check_reader_agreement(_raw(tmp_path / "consistent.nii"), tol_mm=0.0))}
+    for name, h in _extra_headers().items():
+        files[f"{name} (raw header)"] = {"json": describe(check_reader_agreement(h))}
     check_against_golden(GOLDEN, {"format": FORMAT, "files": files, "headers": {}}, bool(os.environ.get("GOLDEN_REGEN")))
