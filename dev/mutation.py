@@ -183,8 +183,10 @@ def stale_equivalents(module: str, equivalents: list[dict[str, str]]) -> list[di
     for entry in equivalents:
         if entry.get("module") != module:
             continue
-        lines = [_norm(part) for part in str(entry.get("before", "")).split(" | ")]
-        if not all(line in source for line in lines):
+        before = _norm(str(entry.get("before", "")))
+        if before in source:
+            continue
+        if not all(_norm(part) in source for part in before.split(" | ")):  # a multi-line mutation, joined with " | "
             out.append(entry)
     return out
 

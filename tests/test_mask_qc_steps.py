@@ -148,7 +148,7 @@ def test_a_rewrite_killed_before_the_mask_was_replaced_is_applied_again(tmp_path
     with caplog.at_level(logging.INFO, logger="utils.mask_qc"):
         outcome = mq.apply_mask_step(sample, mq.Destination.create(tmp_path, tmp_path), *OPEN, open_step())
     assert outcome["status"] == "applied" and outcome["changed"] is True
-    assert f"s01: {OPEN[0]} was interrupted before its mask was rewritten; it is applied again" in caplog.text
+    assert f"s01: {OPEN[0]} was interrupted before its mask was rewritten; it is applied again" in [r.getMessage() for r in caplog.records]
     assert [h["step"] for h in read_info(sample.info)["history"]].count(OPEN[0]) == 1
 
 
