@@ -70,3 +70,36 @@ def test_reader_agreement_records_of_every_edge_case_match_the_pinned_ones(tmp_p
     for name, h in _extra_headers().items():
         files[f"{name} (raw header)"] = {"json": describe(check_reader_agreement(h))}
     check_against_golden(GOLDEN, {"format": FORMAT, "files": files, "headers": {}}, bool(os.environ.get("GOLDEN_REGEN")))
+
+
+POLICY_GOLDEN = REPO / "tests" / "golden" / "geometry_policy.json"
+
+
+def test_routine_02_geometry_decisions_for_every_edge_case_match_the_pinned_ones(tmp_path):
+    """What routine 02 does with each edge-case file under each option: the matrix used and its warnings, or the refusal."""
+    from utils.geometry.policy import GeometryOptions, resolve_file_geometry
+    from utils.nifti_io import load_nifti
+
+    options = {
+        "default": GeometryOptions(),
+        "trust itk": GeometryOptions(trust_uncoded_geometry="itk"),
+        "trust nibabel": GeometryOptions(trust_uncoded_geometry="nibabel"),
+        "resample sheared": GeometryOptions(resample_sheared=True),
+    }
+    files = {}
+    for name, (make, _agree, _reasons) in sorted(CASES.items()):
+        path = write_header_file(tmp_path / f"{name}.nii", make(), volume_data())
+        try:
+            img = load_nifti(path)
+        except ValueError as exc:
+            files[name] = {"json": {"refused when read": str(exc).replace(str(tmp_path), "<tmp>")}}
+            continue
+        for label, option in options.items():
+            try:
+                geo = resolve_file_geometry(img, path, option)
+                outcome = {"taken_from": geo.taken_from, "sheared": geo.sheared, "affine": _rounded(geo.affine),
+                           "warnings": [w.replace(str(tmp_path), "<tmp>") for w in geo.warnings], "record": geo.record()}  # fmt: skip
+            except ValueError as exc:
+                outcome = {"refused": str(exc).replace(str(tmp_path), "<tmp>")}
+            files[f"{name} ({label})"] = {"json": outcome}
+    check_against_golden(POLICY_GOLDEN, {"format": FORMAT, "files": files, "headers": {}}, bool(os.environ.get("GOLDEN_REGEN")))
