@@ -80,3 +80,19 @@ def nme_demo(tmp_path_factory) -> Path:
     make_demo_archive(root / "archive")
     assert run_tutorial(root) == [0] * len(TUTORIAL)
     return root
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "nnunet_draws: draw nnU-Net's own 10e7 foreground values for the fingerprint (slow)")
+
+
+@pytest.fixture(autouse=True)
+def _fewer_fingerprint_draws(request, monkeypatch):
+    """Exports in tests draw 10e4 foreground values per dataset for nnU-Net's fingerprint instead of 10e7.
+
+    The draws cost seconds and a gigabyte per export whatever the dataset's size (nnU-Net's rule);
+    the count is decided in the exporting process, so workers and Dask follow it. Tests marked
+    ``nnunet_draws`` keep nnU-Net's count and pin the fingerprint to nnU-Net's own bytes.
+    """
+    if request.node.get_closest_marker("nnunet_draws") is None:
+        monkeypatch.setattr("utils.export.fingerprint.TOTAL_SAMPLES", 10e4)

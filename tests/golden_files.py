@@ -7,7 +7,8 @@ A golden file (``tests/golden/<dataset>.json``) holds, for every output of the d
   the value counts of an integer image, min / max / sum / NaN count of a float image. Each distinct
   header is stored once, decoded field by field (``headers``), so a failure names the field.
 * Spreadsheets (``*.xlsx``): every cell of every sheet, read with openpyxl (not with the project's reader).
-* JSON / JSON-lines exports: their parsed content, with the run's folder replaced by ``<root>``.
+* JSON / JSON-lines / YAML exports (nnU-Net fingerprint, MONAI data stats): their parsed content, with
+  the run's folder replaced by ``<root>``.
 * The QC report's statistics tables (``dataset_card.json``): the summary, resolution and label tables and
   each sample's shape, spacing and label volumes.
 
@@ -141,6 +142,14 @@ def describe_json(path: Path, root: Path) -> dict[str, Any]:
     return {"json": _rooted(content, str(root.resolve()))}
 
 
+def describe_yaml(path: Path, root: Path) -> dict[str, Any]:
+    """Parsed YAML (safe loader: plain data only) with the run's folder written ``<root>``."""
+    import yaml  # only the tests that describe a YAML output need it
+
+    content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {"yaml": _rooted(content, str(root.resolve()))}
+
+
 def describe_outputs(root: Path, paths: Iterable[Path]) -> dict[str, Any]:
     """The golden description of the files ``paths`` below ``root`` (keys: relative POSIX paths)."""
     files: dict[str, Any] = {}
@@ -155,6 +164,8 @@ def describe_outputs(root: Path, paths: Iterable[Path]) -> dict[str, Any]:
             files[rel] = describe_xlsx(path)
         elif path.suffix in (".json", ".jsonl"):
             files[rel] = describe_json(path, root)
+        elif path.suffix in (".yaml", ".yml"):
+            files[rel] = describe_yaml(path, root)
         else:
             files[rel] = {"sha256": _sha(path.read_bytes())}
     return {"format": FORMAT, "files": files, "headers": headers}
@@ -269,6 +280,8 @@ def differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
             lines += [line for s in a if s in b and a[s] != b[s] for line in _sheet_lines(s, a[s], b[s])]
         elif "json" in old and "json" in new:
             lines = _json_lines(old["json"], new["json"])
+        elif "yaml" in old and "yaml" in new:
+            lines = _json_lines(old["yaml"], new["yaml"])
         else:
             lines = ["content differs"]
         lines = lines or ["differs"]

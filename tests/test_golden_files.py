@@ -100,6 +100,17 @@ def test_json_differences_name_the_key_and_missing_or_new_files_are_listed(tmp_p
     assert differences(old, gone) == ["dataset.json: missing (not written by this run)", "extra.json: new output (not in the golden file)"]
 
 
+def test_yaml_statistics_differences_name_the_key_and_paths_are_written_relative_to_the_run(tmp_path):
+    def stats(root, mean):
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "data_stats.yaml").write_text(f"stats_summary:\n  image_stats:\n    mean: {mean}\n  path: {root / 'img.nii.gz'}\n")
+        return describe_outputs(root, [root / "data_stats.yaml"])
+
+    old, same, new = stats(tmp_path / "a", 1.5), stats(tmp_path / "b", 1.5), stats(tmp_path / "c", 1.75)
+    assert differences(old, same) == []
+    assert differences(old, new) == ["data_stats.yaml: stats_summary.image_stats.mean: 1.5 -> 1.75"]
+
+
 def test_regenerating_writes_the_golden_file_and_fails_listing_the_changes(tmp_path):
     golden = tmp_path / "golden" / "demo.json"
     first = write_outputs(tmp_path / "a")

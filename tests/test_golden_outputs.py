@@ -126,7 +126,7 @@ def pinned_paths(root: Path) -> list[Path]:
     """The outputs a golden file pins: NIfTI and manifests of the run, export files, the QC card's tables."""
     paths = [p for p in root.rglob("*.nii.gz") if p.relative_to(root).parts[0] in ("grouped", "export")]
     paths += [p for p in root.rglob("*.xlsx") if p.relative_to(root).parts[0] != "archive"]
-    paths += [p for p in (root / "export").rglob("*") if p.suffix in (".json", ".jsonl")]
+    paths += [p for p in (root / "export").rglob("*") if p.suffix in (".json", ".jsonl", ".yaml")]
     paths.append(root / "qc" / "dataset_card.json")
     return sorted(paths)
 

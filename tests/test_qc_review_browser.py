@@ -96,6 +96,7 @@ def test_mark_two_samples_download_the_review_and_load_it_back(tmp_path):
         assert marks(page) == expected
         page.click("#review-reset")
         assert marks(page)["b1"] == [None, ""]
+        page.evaluate("document.getElementById('review-message').textContent = ''")  # a stale message must not satisfy the wait
         page.choose_file("#review-load", saved)
         page.wait_for("document.getElementById('review-message').textContent.indexOf('loaded 2 marks') === 0")
         assert marks(page) == expected
@@ -103,6 +104,7 @@ def test_mark_two_samples_download_the_review_and_load_it_back(tmp_path):
         flow = tmp_path / "flow.yaml"
         flow.write_text('# written by hand\nreviews:\n  a2: {verdict: unsure, note: "motion?", reviewer: cb, date: 2026-11-24}\n'
                         '  zz9: {verdict: fail, date: 2026-11-01}\n')  # fmt: skip
+        page.evaluate("document.getElementById('review-message').textContent = ''")  # a stale message must not satisfy the wait
         page.choose_file("#review-load", flow)
         page.wait_for("document.getElementById('review-message').textContent.indexOf('loaded 2 marks') === 0")
         assert "1 of them name samples not in this page" in page.evaluate("document.getElementById('review-message').textContent")
@@ -110,6 +112,7 @@ def test_mark_two_samples_download_the_review_and_load_it_back(tmp_path):
 
         bad = tmp_path / "bad.yaml"
         bad.write_text("reviews:\n  c3: {verdict: FAIL, date: 2026-11-24}\n")
+        page.evaluate("document.getElementById('review-message').textContent = ''")  # a stale message must not satisfy the wait
         page.choose_file("#review-load", bad)
         page.wait_for("document.getElementById('review-message').className === 'error'")
         assert 'verdict "FAIL" is not one of pass, fail, unsure' in page.evaluate("document.getElementById('review-message').textContent")

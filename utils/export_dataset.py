@@ -6,11 +6,16 @@
 writes, for the samples of the split worksheet --split_name:
   OUTPUT_DIR/nnUNet_raw/Dataset{ID:03d}_{name}_{split}/   imagesTr labelsTr imagesTs labelsTs
                                                           dataset.json splits_final.json
+  OUTPUT_DIR/nnUNet_preprocessed/Dataset{ID:03d}_{name}_{split}/dataset_fingerprint.json
+                                                          (nnU-Net's fingerprint of the training cases)
   OUTPUT_DIR/monai/{name}_{split}/datalist.json           (paths into the grouped dataset)
+                                  data_stats.yaml data_stats_by_case.yaml  (MONAI DataAnalyzer's statistics)
   OUTPUT_DIR/satds/{name}_{split}/{name}.jsonl split.json
 
 Every case is checked first (complete files, finite voxels, labels of the label map,
 image and mask on one grid); a patient with scans in two of train/val/test is refused.
+The statistics nnU-Net and MONAI would compute by reading every case again are taken
+from the same read (see docs/exports.md); a re-export with no changed case reuses them.
 Files are hard-linked where possible (else copied). Re-running reproduces the same
 files; an existing export that differs is refused unless --overwrite. Dataset facts
 (name, channel names, references, default nnU-Net id) come from descriptors/<dataset>/dataset.yaml.
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             root_dir=args.root_dir, dataset=args.dataset, label_map_file=args.label_map, dataset_id=args.dataset_id,
             link=args.link, overwrite=args.overwrite, headers_only=args.headers_only,
             allow_patient_overlap=args.allow_patient_overlap, workers=args.workers, show_progress=not args.no_pbar,
-            review=review,
+            dask_scheduler=args.dask_scheduler, review=review,
         )  # fmt: skip
     except ExportConflict as exc:
         logger.error("%s", exc)
@@ -73,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     if "nnunetv2" in result.status:
         folder = result.folders["nnunetv2"]
+        fingerprint = not result.statistics.get("nnU-Net fingerprint", "not").startswith("not")
         logger.info(
-            "next: export nnUNet_raw=%s nnUNet_preprocessed=… nnUNet_results=…; nnUNetv2_plan_and_preprocess -d %d --verify_dataset_integrity; "
-            "nnUNetv2_train %d 3d_fullres 0   (planning copies splits_final.json, fold 0 = this split's train/val)",
-            folder.parent, int(folder.name[7:10]), int(folder.name[7:10]),
+            "next: export nnUNet_raw=%s nnUNet_preprocessed=%s nnUNet_results=…; nnUNetv2_plan_and_preprocess -d %d; "
+            "nnUNetv2_train %d 3d_fullres 0   (planning %s and copies splits_final.json; fold 0 = this split's train/val)",
+            folder.parent, folder.parent.parent / "nnUNet_preprocessed", int(folder.name[7:10]), int(folder.name[7:10]),
+            "takes the fingerprint found there" if fingerprint else "extracts the fingerprint",
         )  # fmt: skip
     return result.exit_code()
 

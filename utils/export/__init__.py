@@ -7,6 +7,11 @@
 - :mod:`utils.export.nnunet` — nnU-Net v2 raw dataset (``Dataset{ID}_{name}``, ``dataset.json``, ``splits_final.json``)
 - :mod:`utils.export.monai_datalist` — MONAI Decathlon-style datalist
 - :mod:`utils.export.satds` — SAT-DS jsonl
+- :mod:`utils.export.fingerprint` — nnU-Net's ``dataset_fingerprint.json``, computed as nnU-Net computes it
+- :mod:`utils.export.monai_stats` — MONAI Auto3DSeg's ``DataAnalyzer`` statistics (``data_stats.yaml``)
+- :mod:`utils.export.value_stats` — exact statistics (extremes, moments, medians, percentiles) of voxel values
+- :mod:`utils.export.extents` — value range and the boxes of non-zero and of positive voxels
+- :mod:`utils.export.framework_stats` — both taken in the per-case pass, combined, recorded and reused
 - :mod:`utils.export.run` — the whole export of one split (``utils/export_dataset.py``)
 
 Only this file and :mod:`utils.export.files` are imported by ``utils/export_dataset.py --help``: keep them light.

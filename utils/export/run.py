@@ -7,13 +7,16 @@ Order of work, so that a problem stops the export before anything is written:
 2. refuse a split where a patient has scans in two of train/val/test (unless
    ``allow_patient_overlap``), a format that would get no usable case, or an
    nnU-Net dataset id already used by another folder;
-3. per case, in ``workers`` processes: check the source files
-   (:func:`utils.export.verify.check_case`) and place the files of the
+3. per case, in ``workers`` processes (or on a Dask cluster): check the source
+   files (:func:`utils.export.verify.read_checked_case`), take the case's part
+   of nnU-Net's fingerprint and MONAI's data statistics from the arrays just
+   read (:mod:`utils.export.framework_stats`), and place the files of the
    formats' staging folders (hard link / symlink / copy; renumbered masks when
    the label map has gaps);
-4. write the JSON files, then commit every format folder at once
-   (:func:`utils.export.files.commit_folders`): identical existing exports are
-   kept, differing ones refused unless ``overwrite``.
+4. write the JSON files and MONAI's ``data_stats.yaml``, then commit every
+   format folder at once (:func:`utils.export.files.commit_folders`): identical
+   existing exports are kept, differing ones refused unless ``overwrite``;
+5. write nnU-Net's ``dataset_fingerprint.json`` into ``nnUNet_preprocessed``.
 
 A failing case leaves every existing export as it was and writes nothing.
 """
@@ -42,7 +45,8 @@ from utils.export.cases import (
 )
 from utils.export.descriptor import DESCRIPTORS_DIR, DatasetDescriptor, detect_dataset
 from utils.export.files import StagedFolder, commit_folders, place_file, write_json
-from utils.export.verify import check_case
+from utils.export.framework_stats import StatsPlan, StatsRequest, case_statistics
+from utils.export.verify import read_checked_case
 from utils.labels import LabelMap, remap_labels
 from utils.nifti_io import load_nifti, read_mask, save_nifti
 from utils.output_paths import archive_of_dataset, check_not_inside, portable_path
@@ -70,6 +74,7 @@ class CaseJob:
 
     case: ExportCase
     files: tuple[FileJob, ...]
+    stats: StatsRequest | None = None
 
 
 @dataclass
@@ -84,11 +89,14 @@ class ExportResult:
         Format -> final folder.
     status : dict of str to str
         Format -> ``written`` / ``unchanged`` / ``replaced`` (empty when nothing was committed).
+    statistics : dict of str to str
+        ``nnU-Net fingerprint`` / ``monai data stats`` -> what became of them (written, reused, …).
     """
 
     report: RunReport
     folders: dict[str, Path] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
+    statistics: dict[str, str] = field(default_factory=dict)
 
     def exit_code(self) -> int:
         return self.report.exit_code()
@@ -102,8 +110,11 @@ def write_remapped_mask(src: Path, dst: Path, remap: tuple[tuple[int, int], ...]
 
 
 def _run_case(job: CaseJob, *, label_indices: tuple[int, ...], headers_only: bool, link: str) -> dict[str, object]:
-    """Check one case and place its files (runs in worker processes)."""
-    labels = check_case(job.case, label_indices, headers_only=headers_only)
+    """Check one case, take its part of the frameworks' statistics, place its files (runs in worker processes)."""
+    checked = read_checked_case(job.case, label_indices, headers_only=headers_only)
+    labels = checked.labels
+    stats = case_statistics(job.case, checked, job.stats) if job.stats is not None else None
+    del checked  # the arrays are not needed to place the files
     modes = set()
     for f in job.files:
         if f.remap:
@@ -111,7 +122,7 @@ def _run_case(job: CaseJob, *, label_indices: tuple[int, ...], headers_only: boo
             modes.add("renumbered")
         else:
             modes.add(place_file(f.src, f.dst, link))
-    return {"labels": labels, "modes": sorted(modes)}
+    return {"labels": labels, "modes": sorted(modes), "stats": stats}
 
 
 def default_label_map(root_dir: Path, descriptor: DatasetDescriptor) -> Path:
@@ -130,7 +141,7 @@ def _check_formats(formats: list[str], cases: list[ExportCase], split_name: str)
         raise ValueError(f"split {split_name!r} has no sample with a mask: SAT-DS lists image-mask pairs only")
 
 
-def _plan_jobs(cases: list[ExportCase], folders: dict[str, StagedFolder], plan: LabelPlan) -> list[CaseJob]:
+def _plan_jobs(cases: list[ExportCase], folders: dict[str, StagedFolder], plan: LabelPlan, stats: StatsPlan) -> list[CaseJob]:
     jobs = []
     for case in cases:
         files: list[FileJob] = []
@@ -139,7 +150,7 @@ def _plan_jobs(cases: list[ExportCase], folders: dict[str, StagedFolder], plan: 
                 files.append(FileJob(src, folders["nnunetv2"].staging / rel, plan.remap if is_label else None))
         if "satds" in folders and plan.remap and case.mask is not None:
             files.append(FileJob(case.mask, folders["satds"].staging / satds.remapped_mask(case), plan.remap))
-        jobs.append(CaseJob(case, tuple(files)))
+        jobs.append(CaseJob(case, tuple(files), stats.request(case)))
     return jobs
 
 
@@ -192,6 +203,7 @@ def export_split(
     allow_patient_overlap: bool = False,
     workers: int = 1,
     show_progress: bool = True,
+    dask_scheduler: str | None = None,
     review: QcReview | None = None,
 ) -> ExportResult:
     """Export the samples of one split worksheet.
@@ -223,6 +235,8 @@ def export_split(
         Export a split where a patient has scans in several subsets (warned about).
     workers : int
     show_progress : bool
+    dask_scheduler : str, optional
+        Run the cases on this Dask cluster instead of ``workers`` processes.
     review : QcReview, optional
         Samples of the split it marks ``fail`` are left out, logged and listed in
         ``qc_review_excluded.json`` of every format folder (:mod:`utils.review.exclusion`).
@@ -282,13 +296,20 @@ def export_split(
         folders["monai"] = StagedFolder(output_dir / "monai" / name)
     if "satds" in formats:
         folders["satds"] = StagedFolder(output_dir / "satds" / name)
+    stats = StatsPlan.make(
+        cases, nnunet_folder=folders["nnunetv2"].final if "nnunetv2" in folders else None, output_dir=output_dir,
+        monai_final=folders["monai"].final if "monai" in folders else None, headers_only=headers_only,
+    )  # fmt: skip
     result = ExportResult(RunReport("export"), {f: s.final for f, s in folders.items()})
     try:
         for folder in folders.values():
             folder.start()
         work = functools.partial(_run_case, label_indices=label_map.indices, headers_only=headers_only, link=link)
-        jobs = _plan_jobs(cases, folders, plan)
-        result.report = run_per_sample(jobs, work, desc="export", workers=workers, key=lambda j: j.case.case_id, show_progress=show_progress)
+        jobs = _plan_jobs(cases, folders, plan, stats)
+        result.report = run_per_sample(
+            jobs, work, desc="export", workers=workers, key=lambda j: j.case.case_id, show_progress=show_progress,
+            dask_scheduler=dask_scheduler, input_dirs=[root_dir], output_dirs=[output_dir],
+        )  # fmt: skip
         if result.report.errors:
             logger.error("nothing was exported: %d sample(s) failed the checks", len(result.report.errors))
             return result
@@ -304,7 +325,9 @@ def export_split(
             else:
                 logger.warning("split %s has no val (or no train) case with a mask: no splits_final.json, nnU-Net will make its own 5 folds", split_name)
         if "monai" in folders:
-            write_json(folders["monai"].staging / monai_datalist.DATALIST_NAME, monai_datalist.datalist(descriptor, plan, cases, folders["monai"].final))
+            monai = monai_datalist.datalist(descriptor, plan, cases, folders["monai"].final)
+            write_json(folders["monai"].staging / monai_datalist.DATALIST_NAME, monai)
+            stats.stage_data_stats(folders["monai"].staging, monai, result.report.results)
         if "satds" in folders:
             lines = satds.records(descriptor, plan, cases, folders["satds"].final)
             atomic_write_text(folders["satds"].staging / satds.jsonl_name(descriptor), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
@@ -316,9 +339,14 @@ def export_split(
             _follow_moved_dataset(folders["satds"], satds.jsonl_name(descriptor))
         status = commit_folders(list(folders.values()), overwrite)
         result.status = {fmt: status[folder.final] for fmt, folder in folders.items()}
+        if "nnunetv2" in folders:
+            stats.write_fingerprint(result.report.results, result.status["nnunetv2"])
+        result.statistics = dict(stats.status)
     finally:
         for folder in folders.values():
             folder.discard()
     for fmt, folder in folders.items():
         logger.info("%s export %s: %s", fmt, result.status[fmt], folder.final)
+    for what, state in result.statistics.items():
+        logger.info("%s %s", what, state)
     return result

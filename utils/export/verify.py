@@ -22,6 +22,8 @@ the labels from the manifest: fast, for a dataset just checked by routine 05.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,10 +31,10 @@ from utils.alignment import grid_displacement_mm
 from utils.dataset_manifest import SAME_GRID_TOL_MM
 from utils.export.cases import ExportCase
 from utils.geometry.readers import check_reader_agreement
-from utils.label_stats import label_stats
+from utils.label_stats import LabelStats, label_stats
 from utils.nifti_io import NiftiError, load_header, load_nifti, read_mask, require_3d
 
-__all__ = ["check_pair_geometry", "check_case", "require_readers_agree"]
+__all__ = ["CheckedCase", "check_case", "check_pair_geometry", "read_checked_case", "require_readers_agree"]
 
 
 def require_readers_agree(img, path) -> None:
@@ -76,6 +78,65 @@ def _check_finite(img, path) -> None:
     raise NiftiError(f"{path}: {bad} NaN/inf voxels; finite intensities expected (nnU-Net refuses NaN)")
 
 
+@dataclass
+class CheckedCase:
+    """A case's files after :func:`read_checked_case`: what was read, for statistics taken from the same read.
+
+    Attributes
+    ----------
+    labels : tuple of int or None
+        Sorted labels present (background included); None for a case without mask.
+    volume_img, mask_img : nibabel images
+        Headers only with ``headers_only``; otherwise with their data in memory (``mask_img`` None without mask).
+    mask : (I, J, K) ndarray of uint8 or None
+        The mask's labels (not with ``headers_only``).
+    mask_stats : LabelStats or None
+        Voxel counts and boxes of ``mask`` (not with ``headers_only``).
+    """
+
+    labels: tuple[int, ...] | None
+    volume_img: Any
+    mask_img: Any = None
+    mask: np.ndarray | None = None
+    mask_stats: LabelStats | None = None
+
+
+def read_checked_case(case: ExportCase, label_indices: Collection[int], *, headers_only: bool = False) -> CheckedCase:
+    """Check a case's volume and mask (see :func:`check_case`) and hand out what was read.
+
+    Raises
+    ------
+    NiftiError, ValueError
+        One line naming the file, the value found and what was expected.
+    """
+    volume_img = load_header(case.volume) if headers_only else load_nifti(case.volume)
+    require_3d(volume_img, case.volume)
+    require_readers_agree(volume_img, case.volume)
+    if not headers_only:
+        _check_finite(volume_img, case.volume)
+    if case.mask is None:
+        return CheckedCase(None, volume_img)
+    mask_img = load_header(case.mask) if headers_only else load_nifti(case.mask)
+    require_3d(mask_img, case.mask)
+    check_pair_geometry(volume_img, mask_img, case.mask)
+    mask = stats = None
+    if headers_only:
+        present = tuple(case.valid_labels or ())
+    else:
+        mask = read_mask(mask_img, case.mask)
+        stats = label_stats(mask)
+        present = tuple(stats.present)
+        if case.valid_labels is not None and present != tuple(case.valid_labels):
+            raise NiftiError(
+                f"{case.mask}: labels {list(present)} differ from the manifest's valid_labels {list(case.valid_labels)}; "
+                f"the mask changed after the dataset manifest was written: write the manifest again"
+            )
+    unknown = sorted(set(present) - set(label_indices))
+    if unknown:
+        raise NiftiError(f"{case.mask}: labels {unknown} are not in the label map ({sorted(label_indices)})")
+    return CheckedCase(present, volume_img, mask_img, mask, stats)
+
+
 def check_case(case: ExportCase, label_indices: Collection[int], *, headers_only: bool = False) -> tuple[int, ...] | None:
     """Check a case's volume and mask; return the labels present in its mask.
 
@@ -97,26 +158,4 @@ def check_case(case: ExportCase, label_indices: Collection[int], *, headers_only
     NiftiError, ValueError
         One line naming the file, the value found and what was expected.
     """
-    volume_img = load_header(case.volume) if headers_only else load_nifti(case.volume)
-    require_3d(volume_img, case.volume)
-    require_readers_agree(volume_img, case.volume)
-    if not headers_only:
-        _check_finite(volume_img, case.volume)
-    if case.mask is None:
-        return None
-    mask_img = load_header(case.mask) if headers_only else load_nifti(case.mask)
-    require_3d(mask_img, case.mask)
-    check_pair_geometry(volume_img, mask_img, case.mask)
-    if headers_only:
-        present = tuple(case.valid_labels or ())
-    else:
-        present = tuple(label_stats(read_mask(mask_img, case.mask)).present)
-        if case.valid_labels is not None and present != tuple(case.valid_labels):
-            raise NiftiError(
-                f"{case.mask}: labels {list(present)} differ from the manifest's valid_labels {list(case.valid_labels)}; "
-                f"the mask changed after the dataset manifest was written: write the manifest again"
-            )
-    unknown = sorted(set(present) - set(label_indices))
-    if unknown:
-        raise NiftiError(f"{case.mask}: labels {unknown} are not in the label map ({sorted(label_indices)})")
-    return present
+    return read_checked_case(case, label_indices, headers_only=headers_only).labels

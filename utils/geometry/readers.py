@@ -284,6 +284,21 @@ def _itk_spacing(raw_header) -> npt.NDArray[np.float64]:
     return np.where((pixdim == 0) | ~np.isfinite(pixdim), 1.0, pixdim)
 
 
+def itk_spacing(raw_header) -> tuple[float, float, float]:
+    """The voxel size ITK reads from a header, along the array axes (mm): pixdim times the unit factor.
+
+    As ``SimpleITK.ReadImage(...).GetSpacing()`` gives it (and nnU-Net's reader, reversed): pixdim[1..3]
+    (0 or non-finite become 1; the sign is kept) times 1000 for meter and 0.001 for micron, in double.
+
+    Parameters
+    ----------
+    raw_header : nibabel header
+        As stored in the file (``img.extra["raw_header"]`` of :func:`utils.nifti_io.load_nifti`).
+    """
+    scale = _UNIT_SCALE.get(int(raw_header["xyzt_units"]) & 0x07, 1.0)
+    return tuple(float(v) * scale for v in _itk_spacing(raw_header))  # type: ignore[return-value]
+
+
 def _quatern_to_mat44(raw_header, d: npt.NDArray[np.float64]) -> Affine:
     """``nifti_quatern_to_mat44``: the qform matrix (NIfTI RAS) from quaternion, offsets, pixdim and qfac.
 
