@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def _plain(value: Any) -> Any:
         return _plain(value.item())
     if isinstance(value, bytes):
         return value.decode("latin-1")
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return "NaN"
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
@@ -65,7 +66,7 @@ def describe_nifti(path: Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
     header = nib.Nifti1Header.from_fileobj(_BytesReader(raw))
     offset = int(header["vox_offset"])
     head, data = raw[:offset], raw[offset:]
-    fields = {name: _plain(header[name]) for name in header.keys()}
+    fields = {name: _plain(header[name]) for name in header}
     key = _sha(head)[:16]
     dtype = header.get_data_dtype()
     shape = [int(v) for v in header.get_data_shape()]
