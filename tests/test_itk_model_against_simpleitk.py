@@ -131,6 +131,23 @@ def test_a_header_nibabel_cannot_place_is_named_as_nibabels_failure_not_itks():
     )
 
 
+def test_a_non_finite_sform_is_not_affine_for_itk_and_the_summary_says_a_reading_is_not_finite():
+    h = header(BASE, qcode=1, scode=1)
+    h["srow_x"][0] = np.nan  # nibabel uses the sform as it is; ITK refuses it and takes the qform
+    result = check_reader_agreement(h)
+    assert result.itk.matrix == "qform" and result.itk.affine is not None
+    assert result.summary().startswith("readers disagree: a reading has non-finite values; ")
+
+
+def test_an_sform_beyond_double_precision_condition_is_not_affine_as_in_simpleitk(tmp_path):
+    h = header(BASE, qcode=1, scode=1)
+    h.set_sform(np.diag([-1e8, -1.0, 1e-9, 1.0]), code=1)  # singular values 1e8 and 1e-9: condition 1e17; a scanner sform ITK would take
+    path = write_header_file(tmp_path / "cond.nii", h, volume_data())
+    model = _model_affine(path)
+    assert model.matrix == "qform"
+    np.testing.assert_allclose(model.affine, _sitk_affine(path), atol=1e-5)
+
+
 def test_a_bad_quaternion_with_an_sform_leaves_the_qform_sform_distance_unknown():
     result = check_reader_agreement(_bad_quaternion(qcode=1, scode=2))
     assert result.numbers["qform_sform_mm"] is None

@@ -79,8 +79,6 @@ def output_tolerance_mm(shape: tuple[int, ...], affine: Affine) -> float:
     return max(OUTPUT_READER_TOL_MM, extent * 2.0**-23)
 
 
-_READER_NAME = {"itk": "ITK", "nibabel": "nibabel"}
-
 #: Stable codes of header problems that make (or can make) the readers disagree, with their meaning.
 READER_CODES: dict[str, str] = {
     "NO_SPATIAL_CODES": "qform_code and sform_code are both 0: the position and orientation of the scan are unknown; "
@@ -202,11 +200,8 @@ class ReaderAgreement:
         if self.agree:
             head = f"readers agree within {self.tol_mm:g} mm"
         elif math.isinf(self.displacement_mm):
-            unread = next((v for v in (self.itk, self.nibabel) if v.affine is None), None)
-            if unread is None:
-                head = "readers disagree: a reading has non-finite values"
-            else:
-                head = f"readers disagree: {unread.note or _READER_NAME[unread.reader] + ' cannot read the file'}"
+            unread = [v.note for v in (self.itk, self.nibabel) if v.affine is None]  # a reader that cannot read says why
+            head = f"readers disagree: {unread[0] if unread else 'a reading has non-finite values'}"
         else:
             head = f"readers disagree: the same voxel is up to {self.displacement_mm:.4g} mm apart in nibabel and ITK"
         return "; ".join([head, *self.messages])
