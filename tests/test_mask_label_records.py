@@ -92,3 +92,37 @@ def test_binary_masks_of_another_mask_version_are_refused(verse_root, tmp_path, 
     assert code == 1
     assert "gl003_mask.nii.gz: changed after the binary masks were written from it" in caplog.text
     assert not (root / "m.xlsx").exists()
+
+
+def test_the_manifest_agrees_with_an_independent_reading_of_every_file(verse_root):
+    """Routine 05's columns recomputed here with nibabel, numpy and openpyxl only (no project reader)."""
+    import json
+    import math
+
+    import nibabel as nib
+    from openpyxl import load_workbook
+
+    grouped = verse_root / "grouped"
+    rows = list(load_workbook(grouped / "dataset_manifest.xlsx", read_only=True)["Manifest"].iter_rows(values_only=True))
+    header, body = list(rows[0]), rows[1:]
+    assert len(body) >= 8
+    binary_columns = [c for c in header if c.startswith("mask_") and c[5:7].isdigit() and not c.endswith("_existence")]
+    for values in body:
+        row = dict(zip(header, values))
+        volume = nib.load(grouped / row["volume"])
+        mask = np.asanyarray(nib.load(grouped / row["mask"]).dataobj)
+        present = np.unique(mask).tolist()
+        assert json.loads(row["valid_labels"]) == present, row["ID"]
+        for col in binary_columns:
+            index = int(col[5:7])
+            binary = np.asanyarray(nib.load(grouped / row[col]).dataobj)
+            assert row[f"{col}_existence"] == int(index in present), (row["ID"], col)
+            np.testing.assert_array_equal(binary, (mask == index).astype(np.uint8))
+        assert (row["szx"], row["szy"], row["szz"]) == volume.shape
+        zooms = np.linalg.norm(volume.affine[:3, :3], axis=0)
+        assert [row["spx"], row["spy"], row["spz"]] == [float(f"{z:.6g}") for z in zooms]
+        codes = "".join(nib.aff2axcodes(volume.affine))
+        tilt = math.degrees(float(np.max(np.abs(nib.affines.obliquity(volume.affine)))))
+        assert row["orientation_to"] == (f"Oblique(closest to {codes})" if tilt > 0.01 else codes), row["ID"]
+        assert json.loads(row["transform"]) == volume.affine.tolist()
+        assert (row["vol_dtype"], row["mask_dtype"]) == ("float32", "uint8")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_script
-from tests.test_golden_splits_exports import build_tutorial_dataset
+from tests.tutorial_runs import build_tutorial_dataset
 from utils.review.exclusion import EXPORT_RECORD, RECORD_COLUMNS, RECORD_SHEET
 from utils.review.review_file import MAX_NOTE, QcReview, ReviewEntry, ReviewFileError, dump_review, load_review, report_digest
 from utils.spreadsheet import read_sheet, sheet_names
@@ -269,7 +269,7 @@ def test_the_export_leaves_out_a_sample_marked_fail_in_every_format_and_lists_it
 
 
 def test_export_with_no_review_is_byte_identical_to_one_without_a_file(verse, tmp_path):
-    from tests.test_golden_splits_exports import split_export_digests
+    from tests.tutorial_runs import split_export_digests
 
     assert export(verse, "split02_verse19") == 0
     plain = split_export_digests(verse)

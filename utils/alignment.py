@@ -233,8 +233,10 @@ def align_mask_to_volume(
         raise AlignmentError(f"{source}: mask grid does not match the volume grid ({detail}); {RESAMPLE_ADVICE}")
     logger.warning("%s: resampling mask onto the volume grid with nearest neighbour (%s)", source, detail)
     vox_to_vox = np.linalg.solve(mask_affine, volume_affine)  # volume voxel -> mask voxel
+    # "grid-constant": a volume voxel whose centre lies within the outer half voxel of the mask grid takes that
+    # voxel's label ("constant" would leave it 0: a lost half voxel on every side); beyond it, background.
     out = ndimage.affine_transform(
-        mask, vox_to_vox[:3, :3], offset=vox_to_vox[:3, 3], output_shape=tuple(volume_shape[:3]), order=0, mode="constant", cval=0
+        mask, vox_to_vox[:3, :3], offset=vox_to_vox[:3, 3], output_shape=tuple(volume_shape[:3]), order=0, mode="grid-constant", cval=0
     )
     return AlignedMask(out.astype(mask.dtype, copy=False), "resampled", float("nan"))
 

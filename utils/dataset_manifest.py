@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ GEOMETRY_COLUMNS = ["szx", "szy", "szz", "spx", "spy", "spz", "orientation_from"
 
 #: Files of one sample must share their grid to this precision (they are written from one affine).
 SAME_GRID_TOL_MM = 1e-4
+
+
+def _mm(values: Sequence[float]) -> str:
+    """``(0.8, 1.717, 2.6)``: lengths in mm to 6 significant digits (the float32 header holds about 7)."""
+    return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -97,11 +103,10 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
         if disp > SAME_GRID_TOL_MM:
             raise ValueError(
                 f"{path}: affine differs from the volume's ({sample.volume.name}) by up to {disp:.3g} mm "
-                f"(spacing {spacing(img.affine)} vs {spacing(vol.affine)})"
+                f"(spacing {_mm(spacing(img.affine))} vs {_mm(spacing(vol.affine))})"
             )
-    mask_dtypes = {dtype_name(img.get_data_dtype()) for p, img in files.items() if p != sample.volume}
-    if len(mask_dtypes) > 1:
-        raise ValueError(f"{sample.path}: mask files have different data types {sorted(mask_dtypes)}")
+    mask_dtypes = {p: dtype_name(img.get_data_dtype()) for p, img in files.items() if p != sample.volume}
+    _check_mask_dtypes(sample, mask_dtypes)
 
     present: list[int] = []
     if has_mask:
@@ -126,11 +131,33 @@ def describe_sample(sample: SampleDir, root_dir: Path, info_columns: Sequence[st
     for col in GEOMETRY_COLUMNS:
         row[col] = geometry[col]
     row["vol_dtype"] = dtype_name(vol.get_data_dtype())
-    row["mask_dtype"] = mask_dtypes.pop() if mask_dtypes else None
+    row["mask_dtype"] = next(iter(mask_dtypes.values())) if mask_dtypes else None
     row["transform"] = geometry["transform"]
     for key, value in (info.get("attributes") or {}).items():
         row.setdefault(str(key), value)
     return row
+
+
+def _check_mask_dtypes(sample: SampleDir, dtypes: dict[Path, str]) -> None:
+    """Refuse mask files of one sample stored with different data types, naming the odd file.
+
+    The odd file is the first whose type differs from the type most of the sample's masks have (the
+    multi-label mask's on a tie).
+
+    Raises
+    ------
+    ValueError
+        ``{file}: data type int16 differs from uint8 of the sample's other mask files (…)``.
+    """
+    if len(set(dtypes.values())) <= 1:
+        return
+    counts = Counter(dtypes.values())
+    usual = max(counts, key=lambda d: (counts[d], d == dtypes.get(sample.mask)))
+    path, found = next((p, d) for p, d in dtypes.items() if d != usual)
+    raise ValueError(
+        f"{path}: data type {found} differs from {usual} of the sample's other mask files "
+        f"(mask files have different data types {sorted(counts)})"
+    )
 
 
 def _recorded_binary_keys(info: dict[str, Any]) -> list[str]:

@@ -177,6 +177,11 @@ def remap_labels(mask: npt.NDArray[np.uint8], mapping: dict[int, int], *, in_pla
     remapped : ndarray of uint8
         ``mask`` itself when ``in_place``, else a new array in the same memory order.
 
+    Raises
+    ------
+    LabelError
+        A value of ``mapping`` (old or new) outside [0, 255]: never wrapped around silently.
+
     Examples
     --------
     >>> import numpy as np
@@ -185,6 +190,8 @@ def remap_labels(mask: npt.NDArray[np.uint8], mapping: dict[int, int], *, in_pla
     """
     lut = np.arange(256, dtype=np.uint8)
     for old, new in mapping.items():
+        if not (0 <= int(old) <= 255 and 0 <= int(new) <= 255):
+            raise LabelError(f"label remapping {old} -> {new} leaves the uint8 range [0, 255]")
         lut[int(old)] = int(new)
     out = mask if in_place else mask.copy(order="K")
     changing = np.flatnonzero(lut != np.arange(256))

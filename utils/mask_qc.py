@@ -340,7 +340,7 @@ def _apply_locked(
         if not destination.in_place:
             _write_sample(sample, dst, None, None, {}, info)
         logger.debug("%s: %s%s; %s", sample.id, status, f" on {done.get('date', '?')}" if done else "",
-                     "nothing to do" if destination.in_place else "copied unchanged")  # fmt: skip
+                     "nothing to do" if destination.in_place else "copied unchanged")  # fmt: skip  # pragma: no mutate (debug text)
         return {"status": status}
     img, mask = read_label_mask(sample.mask)
     stats = label_stats(mask)

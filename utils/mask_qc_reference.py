@@ -5,28 +5,57 @@ slices and full volumes, one label at a time, with plain scipy calls and no
 cropping, so that the fast versions in :mod:`utils.slice_morphology`,
 :mod:`utils.label_fusion` and :mod:`utils.connected_regions` can be checked
 against it voxel for voxel. Not used by the tools.
+
+An oracle must not share code with what it checks: this module imports
+nothing from the toolkit. Neighbourhoods are written out, pixel areas and
+voxel volumes computed here from the affine, and the repair parameters are
+read from any object with ``mode``, ``kernel_size``, ``region_area_thresh_mm2``
+and ``connectivity`` attributes (a :class:`utils.slice_morphology.SliceRepair`
+is one). ``tests/test_mask_qc_oracles.py`` checks that it stays so.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import numpy.typing as npt
 
-from utils.aliases import Affine
-from utils.connected_regions import DEFAULT_CONNECTIVITY_3D, pixel_area_mm2, structure_2d, structure_3d
-from utils.label_stats import voxel_volume_mm3
-from utils.lazy_import import lazy_import
-from utils.slice_morphology import SliceRepair
+if TYPE_CHECKING:
+    from utils.slice_morphology import SliceRepair
 
-ndimage = lazy_import("scipy.ndimage")
+__all__ = ["naive_repair_slice", "naive_repair_mask", "naive_small_region_count", "neighbourhood"]
 
-__all__ = ["naive_repair_slice", "naive_repair_mask", "naive_small_region_count"]
+
+def neighbourhood(ndim: int, connectivity: int) -> npt.NDArray[np.bool_]:
+    """The (3,)*ndim neighbourhood of a connectivity, from its definition.
+
+    2D: 4 (edge neighbours) or 8 (edges and corners); 3D: 6 (faces), 18
+    (faces and edges) or 26 (faces, edges and corners): a neighbour is an
+    offset whose number of non-zero coordinates is at most 1, 2 or 3.
+    """
+    reach = {(2, 4): 1, (2, 8): 2, (3, 6): 1, (3, 18): 2, (3, 26): 3}.get((ndim, connectivity))
+    if reach is None:
+        raise ValueError(f"no {ndim}D connectivity {connectivity}")
+    offsets = np.indices((3,) * ndim) - 1
+    return np.count_nonzero(offsets, axis=0) <= reach
+
+
+def _pixel_area(affine: Any) -> float:
+    """mm² of one pixel of an axial slice: |column 0 × column 1| of the affine."""
+    a = np.asarray(affine, dtype=np.float64)
+    return float(np.linalg.norm(np.cross(a[:3, 0], a[:3, 1])))
+
+
+def _voxel_volume(affine: Any) -> float:
+    """mm³ of one voxel: |det| of the affine's 3x3 part."""
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3])))
 
 
 def naive_repair_slice(
     plane: npt.NDArray[np.uint8],
     labels: list[int],
-    repair: SliceRepair,
+    repair: "SliceRepair",
     pixel_area: float,
     filter_halfedge: int,
 ) -> npt.NDArray[np.uint8]:
@@ -46,7 +75,9 @@ def naive_repair_slice(
     -------
     fused : (I, J) ndarray of uint8
     """
-    struct = structure_2d(repair.connectivity)
+    from scipy import ndimage
+
+    struct = neighbourhood(2, repair.connectivity)
     kernel = np.ones(repair.kernel_size, dtype=bool)
     processed = []
     for label in labels:
@@ -73,8 +104,8 @@ def naive_repair_slice(
 
 def naive_repair_mask(
     mask: npt.NDArray[np.uint8],
-    affine: Affine,
-    repair: SliceRepair,
+    affine: Any,
+    repair: "SliceRepair",
     filter_halfedge: int,
     labels: list[int] | None = None,
     slices: range | None = None,
@@ -97,7 +128,7 @@ def naive_repair_mask(
     fused : (I, J, K) ndarray of uint8
     """
     labels = list(range(int(mask.max()) + 1)) if labels is None else sorted(labels)
-    pixel_area = pixel_area_mm2(affine)
+    pixel_area = _pixel_area(affine)
     out = mask.copy()
     for k in slices if slices is not None else range(mask.shape[2]):
         out[:, :, k] = naive_repair_slice(mask[:, :, k], labels, repair, pixel_area, filter_halfedge)
@@ -106,9 +137,9 @@ def naive_repair_mask(
 
 def naive_small_region_count(
     mask: npt.NDArray[np.uint8],
-    affine: Affine,
+    affine: Any,
     volume_thresh_mm3: float,
-    connectivity: int = DEFAULT_CONNECTIVITY_3D,
+    connectivity: int = 26,
 ) -> dict[int, list[int]]:
     """Voxel counts of the small 3D regions of every foreground label, labelling the full volume per label.
 
@@ -117,10 +148,12 @@ def naive_small_region_count(
     sizes : dict
         ``{label: sorted voxel counts of its components below the threshold}``.
     """
-    voxel_volume = voxel_volume_mm3(affine)
+    from scipy import ndimage
+
+    voxel_volume = _voxel_volume(affine)
     out = {}
     for label in range(1, int(mask.max()) + 1):
-        comps, n = ndimage.label(mask == label, structure=structure_3d(connectivity))
+        comps, n = ndimage.label(mask == label, structure=neighbourhood(3, connectivity))
         counts = np.bincount(comps.reshape(-1), minlength=n + 1)[1:]
         small = sorted(int(c) for c in counts if c * voxel_volume < volume_thresh_mm3)
         if small:

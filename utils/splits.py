@@ -8,8 +8,11 @@ Random splits (:func:`grouped_random_split`) keep the samples of one group
 each key gets the rank of ``sha256("{seed}:{key}")``; the first
 ``round(n * test_ratio)`` groups in that order are test, the next
 ``round((n - n_test) * val_ratio)`` are val, the rest train (the tutorials'
-two-stage rule). No random-number generator is involved, so no library
-upgrade can change a published split; a golden test pins it anyway.
+two-stage rule). Rounding is half up on the exact decimal product: 10 groups
+at ratio 0.35 give 4 (3.5 rounded up), although ``10 * 0.35`` is
+3.4999999999999996 in binary floating point. No random-number generator is
+involved, so no library upgrade can change a published split; a golden test
+pins it anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from utils.safe_names import UnsafeNameError, check_sheet_name
@@ -30,6 +34,7 @@ __all__ = [
     "SUBSETS",
     "check_sample_ids",
     "round_half_up",
+    "share_count",
     "grouped_random_split",
     "check_split_name",
     "write_split_sheet",
@@ -63,6 +68,21 @@ def check_sample_ids(frame: pd.DataFrame, hint: str = "regenerate the dataset ma
 def round_half_up(x: float) -> int:
     """Round to the nearest integer, halves up (``round(2.5) == 2`` in Python; here 3)."""
     return int(math.floor(x + 0.5))
+
+
+def share_count(n: int, ratio: float) -> int:
+    """``round(n * ratio)`` with halves up, on the exact decimal value of the ratio as written.
+
+    The ratio is taken as its shortest decimal text (``repr``: what the user typed, ``0.35``), so a
+    product that is a half in decimal is rounded up even when its binary floating-point value lies
+    just below the half.
+
+    Examples
+    --------
+    >>> share_count(10, 0.35), share_count(5, 0.5), share_count(7, 0.3), share_count(0, 0.5)
+    (4, 3, 2, 0)
+    """
+    return int((Decimal(repr(float(ratio))) * int(n)).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def _check_ratio(name: str, value: float) -> None:
@@ -99,8 +119,8 @@ def grouped_random_split(group_keys: Iterable[str], test_ratio: float, val_ratio
     _check_ratio("val_ratio", val_ratio)
     keys = sorted({str(k) for k in group_keys})
     order = sorted(keys, key=lambda k: (hashlib.sha256(f"{int(seed)}:{k}".encode()).hexdigest(), k))
-    n_test = round_half_up(len(order) * test_ratio)
-    n_val = round_half_up((len(order) - n_test) * val_ratio)
+    n_test = share_count(len(order), test_ratio)
+    n_val = share_count(len(order) - n_test, val_ratio)
     assignment = {}
     for rank, key in enumerate(order):
         assignment[key] = "test" if rank < n_test else ("val" if rank < n_test + n_val else "train")

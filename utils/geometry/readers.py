@@ -200,7 +200,8 @@ class ReaderAgreement:
         if self.agree:
             head = f"readers agree within {self.tol_mm:g} mm"
         elif math.isinf(self.displacement_mm):
-            head = f"readers disagree: {self.itk.note or 'ITK cannot read the file'}"
+            unread = [v.note for v in (self.itk, self.nibabel) if v.affine is None]  # a reader that cannot read says why
+            head = f"readers disagree: {unread[0] if unread else 'a reading has non-finite values'}"
         else:
             head = f"readers disagree: the same voxel is up to {self.displacement_mm:.4g} mm apart in nibabel and ITK"
         return "; ".join([head, *self.messages])

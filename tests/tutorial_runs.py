@@ -1,19 +1,8 @@
-"""The split sheets, index manifests and training exports of the tutorials' commands are pinned.
+"""The demo tutorials run up to their index manifests, and digests of what the splits and the export wrote.
 
-``tests/golden/splits_exports_<dataset>.json`` holds, for the demo archive of each dataset run
-through the tutorial (routines 01, 02, the binary masks, the dataset manifest, every split and
-index-manifest command) and the export of its first split in all three formats:
-
-- for every xlsx (the dataset manifest with its split sheets, every index manifest): the sha256 of
-  its sheet names and cell values;
-- for every file of the export: the sha256 of its bytes (JSON/JSONL with the run's folder replaced
-  by ``<ROOT>``; NIfTI files decompressed, so a gzip codec change does not count).
-
-The digests were made by the code before the QC review loop (issue 22): with no review file, the
-split routines and the export must write what they wrote before. Regenerate only for an intended
-change of output::
-
-    GOLDEN_REGEN=1 python -m pytest tests/test_golden_splits_exports.py
+Used by the QC-review tests (``tests/test_review_loop.py``) to build a dataset and to compare two runs.
+The pinned outputs themselves (split sheets, index manifests, exports, with every cell and header
+field) are in ``tests/golden/<dataset>.json``, checked by ``tests/test_golden_outputs.py``.
 """
 
 from __future__ import annotations
@@ -21,14 +10,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from pathlib import Path
 
-import pytest
+from tests.conftest import run_script
 
-from tests.conftest import REPO, run_script
-
-GOLDEN = REPO / "tests" / "golden"
 EXPORT = "utils/export_dataset.py"
 FIRST_SPLIT = {"verse": "split01_standard", "nme": "split01_Tongji", "eso": "split01_TJ"}
 
@@ -95,17 +80,3 @@ def split_export_digests(root: Path) -> dict[str, str]:
         if path.is_file():
             digests[path.relative_to(root).as_posix()] = file_digest(path, root)
     return digests
-
-
-@pytest.mark.parametrize("dataset", ["verse", "nme", "eso"])
-def test_splits_index_manifests_and_export_match_the_pinned_digests(dataset, tmp_path):
-    build_tutorial_dataset(dataset, tmp_path)
-    assert export_first_split(dataset, tmp_path) == 0
-    digests = split_export_digests(tmp_path)
-    golden = GOLDEN / f"splits_exports_{dataset}.json"
-    if os.environ.get("GOLDEN_REGEN"):
-        golden.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
-    expected = json.loads(golden.read_text())
-    assert sorted(digests) == sorted(expected)
-    changed = [name for name in expected if digests[name] != expected[name]]
-    assert not changed, f"outputs differ from the pinned ones: {changed}"
