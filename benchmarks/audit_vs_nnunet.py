@@ -67,8 +67,8 @@ def after_planting(root: Path) -> None:
     """Binary masks, dataset manifest and split01_standard again, and a split with every sample in train."""
     import pandas as pd
 
-    from utils.splits import write_split_sheet
-    from utils.spreadsheet import read_sheet
+    from utils.dataset.splits import write_split_sheet
+    from utils.files.spreadsheet import read_sheet
 
     g, d, desc = root / "grouped", root / "grouped/dataset_manifest.xlsx", root / "descriptor"
     run("verse/04_extract_binary_masks.py", "--root_dir", g, "--label_explanation", desc / "label_map.yaml")

@@ -48,7 +48,7 @@ __all__ = ["make_archive", "dask_vs_workers", "main"]
 
 def make_archive(archive: Path, n_scans: int, shape: Sequence[int]) -> None:
     """A VerSe20 training archive of ``n_scans`` identical scans (``sub-verseNNN_ct`` + ``_seg-vert_msk``)."""
-    from utils.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti
+    from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti
 
     mask = blob_stack_mask(shape, list(range(1, 25)), axis=2, radius_fraction=0.08, specks=50, holes=50)
     affine = affine_for("LPS", (0.7, 0.7, 1.0))
@@ -99,7 +99,7 @@ def dask_startup_seconds(address: str) -> float:
     """What ``--dask_scheduler`` adds to a command before its samples: import ``distributed``, connect, probe, one trivial task."""
     code = (
         "import time, sys; t = time.perf_counter(); import distributed; "
-        f"sys.path.insert(0, {str(REPO)!r}); from utils.dask_runner import run_on_dask; "
+        f"sys.path.insert(0, {str(REPO)!r}); from utils.run.dask_runner import run_on_dask; "
         f"list(run_on_dask({address!r}, str, [0], desc='startup')); print(time.perf_counter() - t)"
     )
     return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()[-1])

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 from benchmarks.bench_pipeline import timed
 from utils.diff.fingerprint import file_sha256
 from utils.diff.run import diff_datasets
-from utils.nifti_io import load_nifti, save_nifti
-from utils.sample_info import SampleDir, find_samples, write_info
-from utils.synthetic import affine_for, blob_stack_mask, ct_like_volume
+from utils.files.nifti_io import load_nifti, save_nifti
+from utils.files.sample_info import SampleDir, find_samples, write_info
+from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume
 
 
 def write_release(grouped: Path, n: int, shape: tuple[int, int, int], *, grow: bool = False, shift_volume: bool = False) -> None:

@@ -55,12 +55,12 @@ SPLIT = "bench"
 
 def make_dataset(root: Path, n_scans: int, shape: tuple[int, int, int]) -> Path:
     """``root/grouped``: N scans with their info yamls, the dataset manifest and split sheet ``bench`` (all train)."""
-    from utils.dataset_manifest import build_dataset_manifest
-    from utils.nifti_io import save_nifti
-    from utils.sample_info import SampleDir, write_info
-    from utils.splits import write_split_sheet
-    from utils.spreadsheet import read_sheet
-    from utils.synthetic import affine_for, ct_like_volume, vertebra_column_mask
+    from utils.dataset.manifest import build_dataset_manifest
+    from utils.files.nifti_io import save_nifti
+    from utils.files.sample_info import SampleDir, write_info
+    from utils.dataset.splits import write_split_sheet
+    from utils.files.spreadsheet import read_sheet
+    from utils.archive.synthetic import affine_for, ct_like_volume, vertebra_column_mask
 
     mask = vertebra_column_mask(shape) if tuple(shape) == (512, 512, 300) else _small_mask(shape)
     affine = affine_for("LPS", (0.7, 0.7, 1.0), origin=(180.0, 180.0, -150.0))
@@ -87,7 +87,7 @@ def make_dataset(root: Path, n_scans: int, shape: tuple[int, int, int]) -> Path:
 
 
 def _small_mask(shape: tuple[int, int, int]) -> np.ndarray:
-    from utils.synthetic import blob_stack_mask
+    from utils.archive.synthetic import blob_stack_mask
 
     return np.asfortranarray(blob_stack_mask(shape, list(range(1, 25)), axis=2))
 
@@ -122,7 +122,7 @@ _FLOOR = """
 import json, sys, time
 sys.path.insert(0, {repo!r})
 import numpy as np
-from utils.nifti_io import load_nifti
+from utils.files.nifti_io import load_nifti
 files = {files!r}
 cpu, start = time.process_time(), time.perf_counter()
 for path in files:

@@ -24,7 +24,7 @@ are once per run, not per sample):
 Then the workers sweep: N scans (hard links of the first one under other subject names), each routine
 with ``--workers 1, 2, 4 …`` up to the core count, reporting throughput (scans per second) and
 efficiency (speed-up divided by workers). NME and ESO run the same per-sample code in routines 02-04
-(``utils/pairing.py``, ``utils/binary_masks.py``, ``utils/dataset_manifest.py``): only their archive
+(``utils/archive/pairing.py``, ``utils/labels/binary_masks.py``, ``utils/dataset/manifest.py``): only their archive
 rules differ, so the VerSe sample stands for them.
 """
 
@@ -69,7 +69,7 @@ def timed(func, repeats: int) -> float:
 
 def bench_mask() -> tuple[np.ndarray, np.ndarray]:
     """The synthetic scan: (mask, affine); vertebra 12 is T13 (28), vertebra 24 sacrum (26)."""
-    from utils.synthetic import affine_for, vertebra_column_mask
+    from utils.archive.synthetic import affine_for, vertebra_column_mask
 
     mask = vertebra_column_mask()
     mask[mask == 12] = 28
@@ -79,8 +79,8 @@ def bench_mask() -> tuple[np.ndarray, np.ndarray]:
 
 def write_archive(root: Path, subjects: list[str], mask: np.ndarray, affine: np.ndarray) -> None:
     """``root/archive`` in the VerSe20 layout; the first subject's files are written, the others hard-linked."""
-    from utils.nifti_io import save_nifti
-    from utils.synthetic import ct_like_volume
+    from utils.files.nifti_io import save_nifti
+    from utils.archive.synthetic import ct_like_volume
 
     first = None
     for subject in subjects:
@@ -208,9 +208,9 @@ def load_script(script: str):
 
 
 def _read(path: Path, kind: str) -> None:
-    from utils.nifti_io import check_nifti_file, load_header, load_nifti
-    from utils.sample_info import file_stamp, read_info
-    from utils.spreadsheet import read_sheet
+    from utils.files.nifti_io import check_nifti_file, load_header, load_nifti
+    from utils.files.sample_info import file_stamp, read_info
+    from utils.files.spreadsheet import read_sheet
 
     if kind == "nifti":
         np.asanyarray(load_nifti(path).dataobj)
@@ -228,8 +228,8 @@ def _read(path: Path, kind: str) -> None:
 
 def _load_outputs(source: Path, root: Path, outputs: list[str]) -> list:
     """Everything a routine wrote below ``source``, held in memory, ready to be written again below ``root``."""
-    from utils.nifti_io import load_nifti
-    from utils.spreadsheet import read_sheet, sheet_names
+    from utils.files.nifti_io import load_nifti
+    from utils.files.spreadsheet import read_sheet, sheet_names
 
     loaded = []
     for rel in outputs:
@@ -247,9 +247,9 @@ def _load_outputs(source: Path, root: Path, outputs: list[str]) -> list:
 
 
 def _write(kind: str, path: Path, content) -> None:
-    from utils.atomic import atomic_write_bytes, atomic_write_text
-    from utils.nifti_io import header_descrip, save_nifti
-    from utils.spreadsheet import write_sheets
+    from utils.files.atomic import atomic_write_bytes, atomic_write_text
+    from utils.files.nifti_io import header_descrip, save_nifti
+    from utils.files.spreadsheet import write_sheets
 
     if kind == "bytes":
         atomic_write_bytes(path, content)
@@ -394,7 +394,7 @@ def naive_05(root: Path, scratch: Path) -> dict:
 def naive_detect(root: Path, scratch: Path) -> dict:
     import pandas as pd
 
-    from utils.mask_qc_reference import naive_small_region_count
+    from utils.maskqc.reference import naive_small_region_count
 
     path = _one(root, f"{SAMPLE}/*_mask.nii.gz")
     img, mask, _ = _nib_mask(path)
@@ -407,8 +407,8 @@ def _naive_repair(mode: str, root: Path, scratch: Path) -> dict:
     """The tutorial's rule on full slices, one label at a time; run on ``NAIVE_SLICES`` slices and extrapolated."""
     import nibabel as nib
 
-    from utils.mask_qc_reference import naive_repair_mask
-    from utils.slice_morphology import SliceRepair
+    from utils.maskqc.reference import naive_repair_mask
+    from utils.maskqc.slice_morphology import SliceRepair
 
     img, mask, _ = _nib_mask(_one(root, f"{SAMPLE}/*_mask.nii.gz"))
     repair = SliceRepair(mode, (5, 5) if mode == "close" else (2, 2), 2.0 if mode == "close" else 10.0)
@@ -477,8 +477,8 @@ NAIVE_SLICES = 60
 
 def same_output(routine: Routine, work: Path, scratch: Path, naive: dict) -> bool | None:
     """Whether the naive route's output equals the routine's (voxels, or region sizes); None where not compared."""
-    from utils.nifti_io import load_nifti, read_mask
-    from utils.spreadsheet import read_sheet
+    from utils.files.nifti_io import load_nifti, read_mask
+    from utils.files.spreadsheet import read_sheet
 
     def tool_mask(pattern: str) -> np.ndarray:
         path = _one(work, pattern)
@@ -616,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         NAIVE_SLICES = int(job.get("naive_slices", NAIVE_SLICES))
         print(json.dumps(worker(job)))
         return 0
-    from utils.nifti_io import GZIP_BACKEND, load_nifti, read_mask
+    from utils.files.nifti_io import GZIP_BACKEND, load_nifti, read_mask
 
     cores = os.cpu_count() or 1
     repeats = 1 if args.quick else args.repeats

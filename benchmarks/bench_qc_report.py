@@ -25,12 +25,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from benchmarks.bench_pipeline import timed
-from utils.labels import LabelMap
-from utils.nifti_io import load_nifti, read_mask, save_nifti
+from utils.labels.label_maps import LabelMap
+from utils.files.nifti_io import load_nifti, read_mask, save_nifti
 from utils.report.dataset_profile import available_profiles
 from utils.report.sample import SampleJob, report_sample
-from utils.sample_info import SampleDir, write_info
-from utils.synthetic import affine_for, blob_stack_mask, ct_like_volume
+from utils.files.sample_info import SampleDir, write_info
+from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MASK = REPO.parent / "shared/realdata/verse/sub-gl003_dir-ax_seg-vert_msk.nii.gz"

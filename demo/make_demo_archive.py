@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import run_main, setup_logging
+from utils.run.cli import run_main, setup_logging
 
 logger = logging.getLogger("demo")
 

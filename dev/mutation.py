@@ -1,6 +1,6 @@
 """Mutation testing of one library module at a time with mutmut 3, and its score.
 
-For every module named on the command line (``utils/label_stats.py`` or just
+For every module named on the command line (``utils/labels/label_stats.py`` or just
 ``label_stats``), this script
 
 1. copies the working tree (tracked and new files, ``git ls-files``) into
@@ -105,7 +105,7 @@ def read_config() -> tuple[dict[str, str], dict[str, list[str]]]:
 
 
 def module_path(name: str, configured: dict[str, list[str]]) -> str:
-    """``label_stats`` -> ``utils/label_stats.py`` (or any configured path ending that way)."""
+    """``label_stats`` -> ``utils/labels/label_stats.py`` (or any configured path ending that way)."""
     if name in configured:
         return name
     matches = [m for m in configured if m.endswith(f"/{name}.py") or m == f"{name}.py" or m.endswith(f"/{name}")]
@@ -157,7 +157,7 @@ def parse_diff(diff: str) -> tuple[list[str], list[str]]:
 
 
 def function_of(mutant: str) -> str:
-    """``utils.label_stats.xǁLabelStatsǁboxes__mutmut_3`` -> ``LabelStats.boxes``; ``x_foo__mutmut_1`` -> ``foo``."""
+    """``utils.labels.label_stats.xǁLabelStatsǁboxes__mutmut_3`` -> ``LabelStats.boxes``; ``x_foo__mutmut_1`` -> ``foo``."""
     key = mutant.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
     if "ǁ" in key:
         _, cls, func = key.split("ǁ")

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from eso.archive import DESCRIPTOR_DIR, EsoRules, scan_with_metadata
-from utils.cli import run_main
-from utils.routines import archive_manifest_main
+from utils.run.cli import run_main
+from utils.dataset.routines import archive_manifest_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from eso.archive import INFO_COLUMNS
-from utils.cli import run_main
-from utils.routines import dataset_manifest_main
+from utils.run.cli import run_main
+from utils.dataset.routines import dataset_manifest_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ The rules are data in ``descriptors/eso/archive.yaml`` (FACTS.md: the layout of
 the real archive is not documented); this module applies them. File names are
 always parsed, never built. The per-site metadata sheets
 ``archive/data_meta_{site}.xlsx`` are untrusted input, read by
-:mod:`utils.metadata_sheets`; every oddity is reported, none stops the run.
+:mod:`utils.archive.metadata_sheets`; every oddity is reported, none stops the run.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from utils.aliases import PathLike
-from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, ArchiveScan, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
-from utils.lazy_import import lazy_import
-from utils.metadata_sheets import MetaTable, SheetIssue, canonical_id, issues_frame, match_metadata, read_metadata_sheet
-from utils.nifti_io import nifti_stem
-from utils.pairing import PairJob
-from utils.safe_names import FieldRule
-from utils.spreadsheet import is_missing, require_columns
-from utils.yaml_files import load_yaml_file
+from utils.files.aliases import PathLike
+from utils.geometry.alignment import GRID_TOL_VOXEL
+from utils.archive.scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, ArchiveScan, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
+from utils.files.lazy_import import lazy_import
+from utils.archive.metadata_sheets import MetaTable, SheetIssue, canonical_id, issues_frame, match_metadata, read_metadata_sheet
+from utils.files.nifti_io import nifti_stem
+from utils.archive.pairing import PairJob
+from utils.files.safe_names import FieldRule
+from utils.files.spreadsheet import is_missing, require_columns
+from utils.files.yaml_files import load_yaml_file
 
 pd = lazy_import("pandas")
 
@@ -329,7 +329,7 @@ def pair_jobs(
         Grouped dataset folder.
     rules : EsoRules
     allow_resample, overwrite, tol_voxel
-        Passed to each :class:`~utils.pairing.PairJob`.
+        Passed to each :class:`~utils.archive.pairing.PairJob`.
 
     Returns
     -------

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from openpyxl import Workbook
 
-from utils.synthetic import affine_for, blob_stack_mask, ct_like_volume, flip_storage, write_raw_nifti
+from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, flip_storage, write_raw_nifti
 
 __all__ = ["DemoSite", "DEMO_SITES", "ORPHAN_PID", "NO_MASK", "DEMO_SHAPE", "scan_arrays", "make_demo_archive", "demo_sample_ids"]
 

@@ -1,7 +1,7 @@
 """ESO random splits of one site: a patient's pre- and post-therapy scans always land in the same subset.
 
 Groups are ``{site}_{pid}``; the assignment is
-:func:`utils.splits.grouped_random_split` (hash of seed and key, two-stage rule:
+:func:`utils.dataset.splits.grouped_random_split` (hash of seed and key, two-stage rule:
 test first, then val out of the rest), so it depends only on the seed and the
 set of patients, and a golden test pins it.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from utils.lazy_import import lazy_import
-from utils.metadata_sheets import canonical_id
-from utils.splits import SUBSETS, grouped_random_split
-from utils.spreadsheet import require_columns
+from utils.files.lazy_import import lazy_import
+from utils.archive.metadata_sheets import canonical_id
+from utils.dataset.splits import SUBSETS, grouped_random_split
+from utils.files.spreadsheet import require_columns
 
 pd = lazy_import("pandas")
 

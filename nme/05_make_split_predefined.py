@@ -16,10 +16,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from nme.splits import predefined_split
-from utils.cli import add_common_args, fail, run_main, setup_logging
+from utils.run.cli import add_common_args, fail, run_main, setup_logging
 from utils.review.exclusion import write_reviewed_split
 from utils.review.options import add_review_args, default_review_path, resolve_review
-from utils.spreadsheet import read_sheet
+from utils.files.spreadsheet import read_sheet
 
 
 def build_parser() -> argparse.ArgumentParser:

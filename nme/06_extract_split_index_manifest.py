@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import run_main
-from utils.routines import index_manifests_main
+from utils.run.cli import run_main
+from utils.dataset.routines import index_manifests_main
 
 
 def main(argv: list[str] | None = None) -> int:

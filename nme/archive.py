@@ -16,15 +16,15 @@ from typing import Any
 
 import yaml
 
-from utils.aliases import PathLike
-from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
-from utils.labels import LabelMap
-from utils.lazy_import import lazy_import
-from utils.nifti_io import nifti_stem
-from utils.pairing import PairJob
-from utils.spreadsheet import require_columns
-from utils.yaml_files import load_yaml_file
+from utils.files.aliases import PathLike
+from utils.geometry.alignment import GRID_TOL_VOXEL
+from utils.archive.scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
+from utils.labels.label_maps import LabelMap
+from utils.files.lazy_import import lazy_import
+from utils.files.nifti_io import nifti_stem
+from utils.archive.pairing import PairJob
+from utils.files.spreadsheet import require_columns
+from utils.files.yaml_files import load_yaml_file
 
 pd = lazy_import("pandas")
 
@@ -218,7 +218,7 @@ def pair_jobs(
         Grouped dataset folder; samples go to ``{site}/{collection}/{subset}/{ID}/``.
     rules : NmeRules
     allow_resample, overwrite, tol_voxel
-        Passed to each :class:`~utils.pairing.PairJob`.
+        Passed to each :class:`~utils.archive.pairing.PairJob`.
 
     Returns
     -------

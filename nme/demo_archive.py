@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.synthetic import affine_for, blob_stack_mask, flip_storage, mr_like_volume, write_raw_nifti
+from utils.archive.synthetic import affine_for, blob_stack_mask, flip_storage, mr_like_volume, write_raw_nifti
 
 __all__ = ["PREFIX", "DemoSample", "DEMO_SAMPLES", "BROKEN_FILES", "SECOND_CHANNEL", "sample_arrays", "make_demo_archive"]
 

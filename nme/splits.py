@@ -2,7 +2,7 @@
 
 Both work on the ``Manifest`` sheet of the dataset manifest (columns ``ID site
 collection subset pid`` …) and return the selected rows with one subset label
-per row; :func:`utils.splits.write_split_sheet` writes them.
+per row; :func:`utils.dataset.splits.write_split_sheet` writes them.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from utils.lazy_import import lazy_import
-from utils.splits import grouped_random_split
-from utils.spreadsheet import require_columns
+from utils.files.lazy_import import lazy_import
+from utils.dataset.splits import grouped_random_split
+from utils.files.spreadsheet import require_columns
 
 pd = lazy_import("pandas")
 
@@ -68,7 +68,7 @@ def cross_site_split(
     """All rows: predefined sites keep their ``subset``; the other sites are pooled and split by patient.
 
     The pooled samples are grouped by ``pid`` and assigned with
-    :func:`utils.splits.grouped_random_split` (two stages: ``test_ratio`` of the
+    :func:`utils.dataset.splits.grouped_random_split` (two stages: ``test_ratio`` of the
     patients to test, then ``val_ratio`` of the rest to val), which depends only
     on the seed and the sorted pids.
 

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from tests.conftest import run_script
-from utils.synthetic import write_raw_nifti
+from utils.archive.synthetic import write_raw_nifti
 
 SHAPE = (6, 6, 5)
 AFFINE = np.array([[-0.8, 0, 0, 10.0], [0, -0.8, 0, 12.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])

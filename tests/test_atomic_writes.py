@@ -1,4 +1,4 @@
-"""Atomic writes (utils/atomic.py): the old file or the new one, never half; modes, unchanged files, temporaries."""
+"""Atomic writes (utils/files/atomic.py): the old file or the new one, never half; modes, unchanged files, temporaries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-import utils.atomic as atomic
-from utils.atomic import atomic_path, atomic_write_bytes, atomic_write_text, is_our_temporary, remove_live_temporaries, remove_stale_temporaries
+import utils.files.atomic as atomic
+from utils.files.atomic import atomic_path, atomic_write_bytes, atomic_write_text, is_our_temporary, remove_live_temporaries, remove_stale_temporaries
 
 NAME = re.compile(r"^\.out\.bin\.(\d+)-[0-9a-f]{8}\.tmp$")
 
@@ -100,7 +100,7 @@ def test_only_our_old_temporaries_are_removed_and_the_removal_is_logged(tmp_path
         os.utime(tmp_path / name, (mtime, mtime))
     (tmp_path / ".e.nii.gz.13-0a1b2c3d.tmp").mkdir()  # a folder with our name is not a temporary file
     os.utime(tmp_path / ".e.nii.gz.13-0a1b2c3d.tmp", (old, old))
-    with caplog.at_level(logging.INFO, logger="utils.atomic"):
+    with caplog.at_level(logging.INFO, logger="utils.files.atomic"):
         removed = remove_stale_temporaries(tmp_path)
     assert sorted(p.name for p in removed) == [".a.nii.gz.11-0a1b2c3d.tmp", ".b.xlsx.abcd1234.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".c.yaml.12-0a1b2c3d.tmp", ".e.nii.gz.13-0a1b2c3d.tmp", ".other.tmp", "d.nii.gz"]
@@ -108,7 +108,7 @@ def test_only_our_old_temporaries_are_removed_and_the_removal_is_logged(tmp_path
         f"{tmp_path}: removed 2 stale temporary files left by an interrupted run or a lost worker: "
         f"{', '.join(p.name for p in removed)}"
     ]
-    with caplog.at_level(logging.INFO, logger="utils.atomic"):
+    with caplog.at_level(logging.INFO, logger="utils.files.atomic"):
         assert remove_stale_temporaries(tmp_path, max_age_s=-1) == [tmp_path / ".c.yaml.12-0a1b2c3d.tmp"]
     assert "removed 1 stale temporary file left" in caplog.records[-1].getMessage()
     assert remove_stale_temporaries(tmp_path / "missing") == []

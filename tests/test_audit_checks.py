@@ -39,8 +39,8 @@ from utils.audit.pairs import (
 )
 from utils.audit.policy import IgnoreRule, Policy, PolicyError, load_policy
 from utils.export.descriptor import DatasetDescriptor
-from utils.sample_info import SampleDir
-from utils.synthetic import affine_for, rotation_about
+from utils.files.sample_info import SampleDir
+from utils.archive.synthetic import affine_for, rotation_about
 
 SPACING = (0.8, 1.3, 2.5)
 
@@ -466,8 +466,8 @@ def test_grade_applies_severities_ignores_and_counts():
 
 
 def _real_sample(root: Path, name: str, ct: Path, msk: Path) -> SampleDir:
-    from utils.nifti_io import load_nifti, read_mask, save_nifti
-    from utils.sample_info import write_info
+    from utils.files.nifti_io import load_nifti, read_mask, save_nifti
+    from utils.files.sample_info import write_info
 
     folder = root / name
     folder.mkdir(parents=True)
@@ -497,7 +497,7 @@ def test_real_spine_ct_order_edges_and_hounsfield_units(realdata, tmp_path):
 
 def test_rotation_helper_keeps_geometry_tests_honest():
     """The oblique affines above rotate about S: obliquity is the rotation angle (guards the oblique test's premise)."""
-    from utils.orientation import obliquity_deg
+    from utils.geometry.orientation import obliquity_deg
 
     affine = affine_for("LPS", SPACING)
     affine[:3, :3] = rotation_about(2, 3.0) @ affine[:3, :3]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_script
-from utils.sample_info import read_info, write_info
+from utils.files.sample_info import read_info, write_info
 from verse.audit_demo import (
     IMPLIED,
     PLANTED,
@@ -104,7 +104,7 @@ def test_summary_thresholds_and_records_are_in_the_json(planted):
 
 
 def test_xlsx_holds_the_same_findings(planted):
-    from utils.spreadsheet import read_sheet, sheet_names
+    from utils.files.spreadsheet import read_sheet, sheet_names
 
     root, report = planted
     path = root / "audit/audit.xlsx"

@@ -12,11 +12,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from utils.binary_masks import UP_TO_DATE, binary_mask_of, extract_sample_binary_masks, sample_binary_paths, write_binary_masks
-from utils.label_stats import label_stats
-from utils.labels import LabelError, LabelMap
-from utils.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, MASK_LABELS, SampleDir, file_stamp, read_info, write_info
-from utils.synthetic import affine_for
+from utils.labels.binary_masks import UP_TO_DATE, binary_mask_of, extract_sample_binary_masks, sample_binary_paths, write_binary_masks
+from utils.labels.label_stats import label_stats
+from utils.labels.label_maps import LabelError, LabelMap
+from utils.files.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, MASK_LABELS, SampleDir, file_stamp, read_info, write_info
+from utils.archive.synthetic import affine_for
 
 AFFINE = affine_for("PIR", (0.7, 1.3, 2.4), oblique_deg=5.0)
 LABELS = LabelMap.from_dict({"labels": {0: {"name": "bg", "short": "Bg"}, 1: {"name": "a", "short": "A"},
@@ -151,7 +151,7 @@ def test_binary_masks_outside_the_label_map_are_reported_not_deleted(tmp_path, c
     stale.write_bytes(b"not touched")
     other = sample.binary_mask("08_Older")
     other.write_bytes(b"not touched either")
-    with caplog.at_level(logging.WARNING, logger="utils.binary_masks"):
+    with caplog.at_level(logging.WARNING, logger="utils.labels.binary_masks"):
         extract_sample_binary_masks(sample, LABELS)
     assert stale.read_bytes() == b"not touched" and other.read_bytes() == b"not touched either"
     assert [r.getMessage() for r in caplog.records] == [

@@ -15,10 +15,10 @@ import pytest
 from openpyxl import load_workbook
 
 from tests.mini_archives import AFFINE, LAYOUTS, base_arrays, make_mini_archive
-from utils.alignment import align_mask_to_volume, grids_match
-from utils.orientation import orientation_strings
-from utils.sample_info import read_info
-from utils.synthetic import rotation_about, write_raw_nifti
+from utils.geometry.alignment import align_mask_to_volume, grids_match
+from utils.geometry.orientation import orientation_strings
+from utils.files.sample_info import read_info
+from utils.archive.synthetic import rotation_about, write_raw_nifti
 
 NME = LAYOUTS["nme"]
 UNIT = np.array([0.48, 0.6, -0.64])  # a unit vector: a translation of d mm moves every voxel centre by d mm

@@ -15,8 +15,8 @@ import pytest
 from openpyxl import load_workbook
 
 from tests.conftest import run_script
-from utils.sample_info import SampleDir, write_info
-from utils.synthetic import affine_for, write_raw_nifti
+from utils.files.sample_info import SampleDir, write_info
+from utils.archive.synthetic import affine_for, write_raw_nifti
 
 CLOSE = "utils/morphological_close_on_slice_small_region.py"
 OPEN = "utils/morphological_open_on_slice_small_region.py"

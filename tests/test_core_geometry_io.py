@@ -8,10 +8,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from utils.alignment import AlignmentError, align_mask_to_volume, grid_displacement_mm, grids_match
-from utils.nifti_io import NiftiError, load_nifti, read_mask, read_volume, save_nifti
-from utils.orientation import format_affine, geometry_record, obliquity_deg, orientation_strings, parse_affine
-from utils.synthetic import affine_for, flip_storage, write_raw_nifti
+from utils.geometry.alignment import AlignmentError, align_mask_to_volume, grid_displacement_mm, grids_match
+from utils.files.nifti_io import NiftiError, load_nifti, read_mask, read_volume, save_nifti
+from utils.geometry.orientation import format_affine, geometry_record, obliquity_deg, orientation_strings, parse_affine
+from utils.archive.synthetic import affine_for, flip_storage, write_raw_nifti
 
 PIR = affine_for("PIR", spacing=(1.5, 0.8, 2.0), origin=(-78.0, -135.0, -34.2))
 
@@ -142,13 +142,13 @@ def test_interrupted_write_keeps_old_file_and_leaves_no_temporary(tmp_path, monk
     old = _labels(seed=1)
     save_nifti(path, old, PIR, dtype=np.uint8)
 
-    import utils.nifti_io
+    import utils.files.nifti_io
 
     def write_half_then_interrupt(fh, *args, **kwargs):
         fh.write(b"\0" * 1000)  # a partial file is on disk
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(utils.nifti_io, "_write_image", write_half_then_interrupt)
+    monkeypatch.setattr(utils.files.nifti_io, "_write_image", write_half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         save_nifti(path, _labels(seed=2), PIR, dtype=np.uint8)
     monkeypatch.undo()
@@ -157,7 +157,7 @@ def test_interrupted_write_keeps_old_file_and_leaves_no_temporary(tmp_path, monk
 
 
 def test_interrupted_rename_stage_leaves_no_temporary(tmp_path, monkeypatch):
-    import utils.atomic as atomic
+    import utils.files.atomic as atomic
 
     def failing_replace(src, dst):
         raise OSError("disk full")

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from utils.cli import run_per_sample
-from utils.labels import LabelError, LabelMap, check_labels, install_label_map, remap_labels
-from utils.spreadsheet import add_sheet, format_list, parse_list, read_sheet, write_sheets
-from utils.splits import extract_index_manifests, grouped_random_split, write_split_sheet
+from utils.run.cli import run_per_sample
+from utils.labels.label_maps import LabelError, LabelMap, check_labels, install_label_map, remap_labels
+from utils.files.spreadsheet import add_sheet, format_list, parse_list, read_sheet, write_sheets
+from utils.dataset.splits import extract_index_manifests, grouped_random_split, write_split_sheet
 from verse.archive import DESCRIPTOR_DIR
 
 # --- labels ------------------------------------------------------------------------------------

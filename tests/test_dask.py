@@ -27,9 +27,9 @@ import cloudpickle  # noqa: E402  (a dependency of distributed)
 import dask  # noqa: E402
 
 from tests.conftest import REPO, run_script  # noqa: E402
-from utils import dask_runner  # noqa: E402
-from utils.cli import RunReport, run_per_sample  # noqa: E402
-from utils.spreadsheet import read_sheet, sheet_names  # noqa: E402
+from utils.run import dask_runner  # noqa: E402
+from utils.run.cli import RunReport, run_per_sample  # noqa: E402
+from utils.files.spreadsheet import read_sheet, sheet_names  # noqa: E402
 from verse.demo_archive import make_demo_archive  # noqa: E402
 
 R01 = "verse/01_gen_archive_manifest.py"
@@ -294,7 +294,7 @@ def test_a_worker_that_cannot_import_the_code_answers_in_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "cannot import utils (No module named 'utils') from the toolkit's code shipped to the worker"
-    assert out[1] == f"cannot import utils.dask_runner (No module named 'utils') from the toolkit's code shipped to the worker (client checkout {REPO})"
+    assert out[1] == f"cannot import utils.run.dask_runner (No module named 'utils') from the toolkit's code shipped to the worker (client checkout {REPO})"
 
 
 def test_without_distributed_the_option_says_what_to_install(tmp_path, monkeypatch, caplog):
@@ -345,7 +345,7 @@ def test_run_per_sample_on_dask_returns_what_workers_return_and_logs_what_a_seri
         with caplog.at_level(logging.INFO):
             report = run_per_sample(range(5), warn_and_check, desc="x", show_progress=False, **kwargs)
         # our loggers only: the in-process scheduler logs client connections at its own pace
-        records = sorted((r.name, r.levelname, r.getMessage()) for r in caplog.records if r.name != "utils.dask_runner" and not r.name.startswith("distributed"))
+        records = sorted((r.name, r.levelname, r.getMessage()) for r in caplog.records if r.name != "utils.run.dask_runner" and not r.name.startswith("distributed"))
         reports[name] = (report, records)
     assert reports["dask"][0].results == reports["workers"][0].results == {"0": 0, "2": 20, "4": 40}
     assert reports["dask"][0].errors == reports["workers"][0].errors == {"1": "item 1 is odd", "3": "item 3 is odd"}

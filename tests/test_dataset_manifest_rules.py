@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from openpyxl import load_workbook
 
-import utils.dataset_manifest as dm
+import utils.dataset.manifest as dm
 from tests.test_manifest_one_file_wrong import SHORTS, label_mask, make_sample, role_path, run_routine, save
-from utils.cli import RunReport
-from utils.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, SampleDir, file_stamp, write_info
+from utils.run.cli import RunReport
+from utils.files.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, SampleDir, file_stamp, write_info
 
 
 def header_and_rows(path):
@@ -90,7 +90,7 @@ def test_binary_masks_other_samples_have_are_listed_up_to_five(tmp_path, caplog,
             save(sample.binary_mask(f"{i:02d}_{full[i]}"), (mask == i).astype(np.uint8))
         write_info(sample.info, {"ID": sid})
     caplog.clear()
-    with caplog.at_level(logging.ERROR, logger="utils.dataset_manifest"):
+    with caplog.at_level(logging.ERROR, logger="utils.dataset.manifest"):
         code = dm.build_dataset_manifest(root, root / "m.xlsx", [], show_progress=False).exit_code()
     assert code == 1 and not (root / "m.xlsx").exists()
     names = [f"b01_mask_{i:02d}_L{i}.nii.gz" for i in range(8 - missing, 8)]
@@ -138,7 +138,7 @@ def test_the_manifest_function_hands_its_options_to_the_per_sample_runner(tmp_pa
         return report
 
     monkeypatch.setattr(dm, "run_per_sample", fake_run)
-    with caplog.at_level(logging.INFO, logger="utils.dataset_manifest"):
+    with caplog.at_level(logging.INFO, logger="utils.dataset.manifest"):
         dm.build_dataset_manifest(root, root / "m.xlsx", ["site"], workers=3, dask_scheduler="tcp://host:8786", show_progress=False)
     key = seen.pop("key")
     assert seen == {"samples": ["ok01"], "desc": "dataset manifest", "workers": 3, "dask_scheduler": "tcp://host:8786",

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_script
-from utils.dataset_manifest import build_dataset_manifest
+from utils.dataset.manifest import build_dataset_manifest
 from utils.diff.compare import SamplePair, compare_pair, joint_label_histogram
-from utils.nifti_io import save_nifti
-from utils.sample_info import SampleDir, write_info
-from utils.spreadsheet import read_sheet, sheet_names
-from utils.synthetic import affine_for
+from utils.files.nifti_io import save_nifti
+from utils.files.sample_info import SampleDir, write_info
+from utils.files.spreadsheet import read_sheet, sheet_names
+from utils.archive.synthetic import affine_for
 
 TOOL = "utils/diff_datasets.py"
 SPACING = (0.9, 1.1, 2.5)

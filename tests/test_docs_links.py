@@ -180,7 +180,7 @@ def broken_links(page: Path, repo: Path = REPO, shared: Path = SHARED) -> list[s
         ("## Training exports: nnU-Net v2, MONAI, SAT-DS", "training-exports-nnu-net-v2-monai-sat-ds"),
         ("## What nnU-Net's `verify_dataset_integrity` reports on the same problems",
          "what-nnu-nets-verify_dataset_integrity-reports-on-the-same-problems"),
-        ("## The check: `utils.geometry.check_reader_agreement`", "the-check-utilsgeometrycheck_reader_agreement"),
+        ("## The check: `utils.files.nifti_readers.check_reader_agreement`", "the-check-utilsfilesnifti_readerscheck_reader_agreement"),
         ("## Inputs/outputs and *where* they go", "inputsoutputs-and-where-they-go"),
         ("## 2. The file: `qc_review.yaml` (a contract)", "2-the-file-qc_reviewyaml-a-contract"),
         ("## Duplicates (reported as pairs: on the later sample, the other in `related`)",

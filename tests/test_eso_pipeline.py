@@ -16,13 +16,13 @@ from openpyxl import Workbook, load_workbook
 from eso.archive import ARCHIVE_COLUMNS, DESCRIPTOR_DIR, EsoRules, parse_archive_path
 from eso.demo_archive import DEMO_SITES, NO_MASK, ORPHAN_PID, make_demo_archive, scan_arrays
 from eso.split import site_split
-from utils.archive_scan import FILE_CHECK_COLUMNS
+from utils.archive.scan import FILE_CHECK_COLUMNS
 from tests.conftest import REPO, run_script
 from tests.mini_archives import assert_second_pipeline_run_changes_nothing
-from utils.metadata_sheets import canonical_id, looks_like_formula, match_metadata, read_metadata_sheet
-from utils.nifti_io import load_nifti, read_mask
-from utils.sample_info import read_info
-from utils.spreadsheet import MAIN_SHEET, read_sheet, sheet_names, write_sheets
+from utils.archive.metadata_sheets import canonical_id, looks_like_formula, match_metadata, read_metadata_sheet
+from utils.files.nifti_io import load_nifti, read_mask
+from utils.files.sample_info import read_info
+from utils.files.spreadsheet import MAIN_SHEET, read_sheet, sheet_names, write_sheets
 
 SCRIPTS = {
     "01": "eso/01_gen_archive_manifest.py",

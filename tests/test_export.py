@@ -22,16 +22,16 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_script
-from utils.dataset_manifest import build_dataset_manifest
+from utils.dataset.manifest import build_dataset_manifest
 from utils.export.cases import LabelPlan
 from utils.export.files import place_file
-from utils.yaml_files import dump_yaml
-from utils.labels import LabelMap
-from utils.nifti_io import save_nifti
-from utils.sample_info import SampleDir, write_info
-from utils.splits import write_split_sheet
-from utils.spreadsheet import read_sheet
-from utils.synthetic import affine_for
+from utils.files.yaml_files import dump_yaml
+from utils.labels.label_maps import LabelMap
+from utils.files.nifti_io import save_nifti
+from utils.files.sample_info import SampleDir, write_info
+from utils.dataset.splits import write_split_sheet
+from utils.files.spreadsheet import read_sheet
+from utils.archive.synthetic import affine_for
 
 EXPORT = "utils/export_dataset.py"
 SAT_KEYS = ["image", "mask", "label", "modality", "dataset", "official_split", "patient_id"]

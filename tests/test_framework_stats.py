@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_script
-from utils.dataset_manifest import build_dataset_manifest
+from utils.dataset.manifest import build_dataset_manifest
 from utils.export import fingerprint as nnfp
 from utils.export import framework_stats, monai_stats
 from utils.export.extents import box_intersection, box_shape, volume_extents
@@ -32,11 +32,11 @@ from utils.export.value_stats import (
     summarize_counts,
     summarize_values,
 )
-from utils.nifti_io import NiftiError, save_nifti
-from utils.sample_info import SampleDir, write_info
-from utils.splits import write_split_sheet
-from utils.spreadsheet import read_sheet
-from utils.synthetic import affine_for
+from utils.files.nifti_io import NiftiError, save_nifti
+from utils.files.sample_info import SampleDir, write_info
+from utils.dataset.splits import write_split_sheet
+from utils.files.spreadsheet import read_sheet
+from utils.archive.synthetic import affine_for
 
 EXPORT = "utils/export_dataset.py"
 LABEL_MAP = {"labels": {0: {"name": "background", "short": "Bg"}, 1: {"name": "thing one", "short": "A"}, 2: {"name": "thing two", "short": "B"}}}
@@ -269,7 +269,7 @@ def test_integer_histogram_refuses_fractions_and_counts_groups():
 
 @pytest.mark.parametrize("case_id", ["c02", "c10"])
 def test_histogram_and_partition_routes_give_the_same_case_statistics(case_id, monkeypatch):
-    from utils.label_stats import label_stats
+    from utils.labels.label_stats import label_stats
 
     volume, mask, affine = case_arrays(case_id)
     stats = label_stats(mask)
@@ -329,8 +329,8 @@ def test_seeded_draws_are_randomstate_choice_however_many_chunks(monkeypatch):
 
 def test_itk_spacing_is_simpleitks(tmp_path):
     sitk = pytest.importorskip("SimpleITK")
-    from utils.geometry.readers import itk_spacing
-    from utils.nifti_io import load_nifti
+    from utils.files.nifti_readers import itk_spacing
+    from utils.files.nifti_io import load_nifti
 
     for unit in ("mm", "meter", "micron", "unknown"):
         for spacing in ((0.7, 0.5, 2.0), (0.123, 3.3, 0.0071)):

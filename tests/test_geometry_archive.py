@@ -28,8 +28,8 @@ from tests.geometry_cases import (
 )  # fmt: skip
 from tests.mini_archives import LAYOUTS, leftover_temporaries, make_mini_archive
 from tests.test_golden_outputs import _pipeline_commands
-from utils.sample_info import read_info
-from utils.spreadsheet import read_sheet
+from utils.files.sample_info import read_info
+from utils.files.spreadsheet import read_sheet
 
 sitk = pytest.importorskip("SimpleITK")
 sitk.ProcessObject_SetGlobalWarningDisplay(False)
@@ -368,7 +368,7 @@ def test_every_dataset_refuses_in_one_line_and_writes_the_rest(dataset, case, tm
 def test_export_refuses_a_grouped_file_edited_into_two_geometries(tmp_path):
     from utils.export.cases import ExportCase
     from utils.export.verify import check_case
-    from utils.nifti_io import NiftiError
+    from utils.files.nifti_io import NiftiError
 
     h = header(None)
     h.set_sform(np.diag([0.9, 1.1, 3.0, 1.0]), code=1)

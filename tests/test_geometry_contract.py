@@ -15,9 +15,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from utils.alignment import AlignmentError, align_mask_to_volume, grid_displacement_mm, grids_match, qform_sform_mismatch_mm
-from utils.orientation import _round_spacing, affine_rotation, format_affine, geometry_record, obliquity_deg, orientation_strings, parse_affine, spacing
-from utils.synthetic import affine_for, rotation_about
+from utils.geometry.alignment import AlignmentError, align_mask_to_volume, grid_displacement_mm, grids_match, qform_sform_mismatch_mm
+from utils.geometry.orientation import _round_spacing, affine_rotation, format_affine, geometry_record, obliquity_deg, orientation_strings, parse_affine, spacing
+from utils.archive.synthetic import affine_for, rotation_about
 
 VOLUME = np.array([[0.0, 0.0, -2.5, 40.0], [0.5, 0.0, 0.0, -12.0], [0.0, -0.75, 0.0, 8.0], [0.0, 0.0, 0.0, 1.0]])
 
@@ -149,7 +149,7 @@ def test_resampling_is_nearest_neighbour_onto_the_volume_grid_and_warns(caplog):
     mask_affine = VOLUME.copy()
     mask_affine[:3, :3] = VOLUME[:3, :3] * 1.5  # coarser grid
     mask_affine[:3, 3] += [0.2, -0.1, 0.3]
-    with caplog.at_level(logging.WARNING, logger="utils.alignment"):
+    with caplog.at_level(logging.WARNING, logger="utils.geometry.alignment"):
         aligned = align_mask_to_volume(mask, mask_affine, (6, 7, 5), VOLUME, allow_resample=True, source="s.nii.gz")
     assert aligned.method == "resampled" and math.isnan(aligned.displacement_mm)
     assert aligned.data.dtype == np.int16 and aligned.data.shape == (6, 7, 5)

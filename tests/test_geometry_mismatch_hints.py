@@ -31,7 +31,7 @@ from utils.geometry.policy import (
     explain_mismatch,
     resolve_file_geometry,
 )
-from utils.nifti_io import load_nifti
+from utils.files.nifti_io import load_nifti
 
 ADVICE = "decide which of the header's sform, qform and pixdim is right, fix the header and re-run"
 

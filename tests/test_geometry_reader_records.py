@@ -18,7 +18,8 @@ from tests.geometry_cases import BASE, OBLIQUE, header, volume_data, write_heade
 from tests.golden_files import FORMAT
 from tests.test_geometry_readers import CASES, _raw
 from tests.test_golden_outputs import check_against_golden
-from utils.geometry.readers import check_reader_agreement
+from utils.files.nifti_io import load_header
+from utils.files.nifti_readers import check_reader_agreement
 
 GOLDEN = REPO / "tests" / "golden" / "reader_agreement.json"
 
@@ -60,12 +61,12 @@ def test_reader_agreement_records_of_every_edge_case_match_the_pinned_ones(tmp_p
     for name, (make, _agree, _reasons) in sorted(CASES.items()):
         path = write_header_file(tmp_path / f"{name}.nii", make(), volume_data())
         try:
-            files[name] = {"json": describe(check_reader_agreement(path))}
+            files[name] = {"json": describe(check_reader_agreement(load_header(path)))}
         except ValueError as exc:  # a header that cannot be real is refused when the file is read
             files[name] = {"json": {"refused": str(exc).replace(str(tmp_path), "<tmp>")}}
         files[f"{name} (raw header)"] = {"json": describe(check_reader_agreement(_raw(path)))}
     sheared = write_header_file(tmp_path / "sheared.nii", CASES["sheared_no_qform"][0](), volume_data())
-    files["sheared_no_qform (ITK permissive)"] = {"json": describe(check_reader_agreement(sheared, sform_permissive=True))}
+    files["sheared_no_qform (ITK permissive)"] = {"json": describe(check_reader_agreement(load_header(sheared), sform_permissive=True))}
     files["consistent (tolerance 0)"] = {"json": describe(check_reader_agreement(_raw(tmp_path / "consistent.nii"), tol_mm=0.0))}
     for name, h in _extra_headers().items():
         files[f"{name} (raw header)"] = {"json": describe(check_reader_agreement(h))}
@@ -78,7 +79,7 @@ POLICY_GOLDEN = REPO / "tests" / "golden" / "geometry_policy.json"
 def test_routine_02_geometry_decisions_for_every_edge_case_match_the_pinned_ones(tmp_path):
     """What routine 02 does with each edge-case file under each option: the matrix used and its warnings, or the refusal."""
     from utils.geometry.policy import GeometryOptions, resolve_file_geometry
-    from utils.nifti_io import load_nifti
+    from utils.files.nifti_io import load_nifti
 
     options = {
         "default": GeometryOptions(),

@@ -16,10 +16,10 @@ import pytest
 from tests.geometry_cases import (
     BASE, OBLIQUE, PERMUTED, SHAPE, SHEARED, header, nibabel_geometry, reader_gaps, rotation, sitk_geometry, volume_data, write_header_file,
 )  # fmt: skip
-from utils.geometry import READER_TOL_MM, check_reader_agreement, itk_view, nibabel_view
-from utils.geometry.readers import corner_displacement_mm, output_tolerance_mm
+from utils.files.nifti_readers import READER_TOL_MM, check_reader_agreement, itk_view, nibabel_view
+from utils.files.nifti_readers import corner_displacement_mm, output_tolerance_mm
 from utils.geometry.rigid import nearest_rigid_affine, resample_onto
-from utils.nifti_io import NiftiError, byte_order, dtype_name, float32_inexact, load_header, load_nifti, read_volume, save_nifti
+from utils.files.nifti_io import NiftiError, byte_order, dtype_name, float32_inexact, load_header, load_nifti, read_volume, save_nifti
 
 sitk = pytest.importorskip("SimpleITK")
 sitk.ProcessObject_SetGlobalWarningDisplay(False)
@@ -140,7 +140,7 @@ def test_reason_codes_and_verdict(name, tmp_path):
     make, agree, reasons = CASES[name]
     path = _write(tmp_path, name, make)
     refused_on_reading = name == "zero_pixdim_qform"  # a zero voxel size cannot be real: judge its raw header
-    result = check_reader_agreement(_raw(path) if refused_on_reading else path)
+    result = check_reader_agreement(_raw(path) if refused_on_reading else load_header(path))
     assert (result.agree, result.reasons) == (agree, reasons)
     gaps = reader_gaps(path) if name != "sheared_no_qform" else None
     if gaps is not None:  # the verdict is the oracle's: the two real readers' corner gap against the tolerance
@@ -151,8 +151,8 @@ def test_reason_codes_and_verdict(name, tmp_path):
 
 def test_agreement_tolerance_just_inside_and_outside(tmp_path):
     # sform_code 2 and a qform shifted along x: ITK reads the qform (not "very similar" beyond 1e-4 mm), nibabel the sform
-    inside = check_reader_agreement(_write(tmp_path, "in", _qs(2, 0.9 * READER_TOL_MM)))
-    outside = check_reader_agreement(_write(tmp_path, "out", _qs(2, 1.1 * READER_TOL_MM)))
+    inside = check_reader_agreement(load_header(_write(tmp_path, "in", _qs(2, 0.9 * READER_TOL_MM))))
+    outside = check_reader_agreement(load_header(_write(tmp_path, "out", _qs(2, 1.1 * READER_TOL_MM))))
     assert inside.agree and inside.itk.matrix == "qform" and "QFORM_SFORM_MISMATCH" not in inside.reasons
     assert not outside.agree and outside.reasons == ("QFORM_SFORM_MISMATCH",)
 
@@ -190,7 +190,7 @@ def test_shear_tolerance_is_itks_just_inside_and_outside():
 
 
 def test_result_record_is_plain_data(tmp_path):
-    result = check_reader_agreement(_write(tmp_path, "p", CASES["pixdim_vs_sform"][0]))
+    result = check_reader_agreement(load_header(_write(tmp_path, "p", CASES["pixdim_vs_sform"][0])))
     record = result.as_record()
     assert record["readers_agree"] is False and record["reasons"] == ["PIXDIM_SFORM_MISMATCH"]
     assert record["numbers"]["pixdim"] == [1.0, 1.0, 1.0] and record["numbers"]["sform_spacing"] == [0.9, 1.1, 3.0]
@@ -313,7 +313,7 @@ def test_written_header_is_read_alike_by_nibabel_and_simpleitk(name, template_co
     assert corner_displacement_mm(SHAPE, h.get_qform(), h.get_sform()) <= 1e-4
     assert np.allclose(h["pixdim"][1:4], np.linalg.norm(h.get_sform()[:3, :3], axis=0), rtol=1e-6)
     assert h["pixdim"][0] == (1 if np.linalg.det(WRITTEN[name][:3, :3]) > 0 else -1)
-    assert check_reader_agreement(path, tol_mm=1e-4).consistent
+    assert check_reader_agreement(load_header(path), tol_mm=1e-4).consistent
 
 
 @pytest.mark.parametrize("affine, words", [(SHEARED, "SHEARED_SFORM"), (np.where(np.eye(4) == 1, np.nan, 0.0), "non-finite"),

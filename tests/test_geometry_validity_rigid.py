@@ -1,4 +1,4 @@
-"""Headers that cannot be real (utils/geometry/validity.py) and the nearest rigid grid (utils/geometry/rigid.py),
+"""Headers that cannot be real (utils/files/nifti_validity.py) and the nearest rigid grid (utils/geometry/rigid.py),
 at their limits and on hand-computed cases."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from utils.geometry.rigid import PERPENDICULAR_TOL, nearest_rigid_affine, resample_onto
-from utils.geometry.validity import affine_problem, header_refusal
+from utils.files.nifti_validity import affine_problem, header_refusal
 
 
 def header(shape=(5, 4, 3), zooms=None):

@@ -25,9 +25,9 @@ from openpyxl import Workbook
 
 from tests.conftest import REPO, run_script
 from tests.mini_archives import AFFINE, LAYOUTS, SHAPE, Layout, base_arrays, huge_header_nifti, leftover_temporaries, make_mini_archive, tree_digest
-from utils.sample_info import read_info
-from utils.spreadsheet import read_sheet, write_sheets
-from utils.synthetic import write_raw_nifti
+from utils.files.sample_info import read_info
+from utils.files.spreadsheet import read_sheet, write_sheets
+from utils.archive.synthetic import write_raw_nifti
 
 
 def _vol(archive: Path, lay: Layout, name: str) -> Path:
@@ -318,7 +318,7 @@ def test_binary_mask_deleted_before_any_record_is_caught_by_comparison(built, tm
     folder = lay.sample_dir(root, lay.names[1])
     info = read_info(folder / f"{lay.sample_id(lay.names[1])}_info.yaml")
     info["history"] = [h for h in info["history"] if h["step"] != "extract_binary_masks"]  # e.g. an older version wrote it
-    from utils.sample_info import write_info
+    from utils.files.sample_info import write_info
 
     write_info(folder / f"{lay.sample_id(lay.names[1])}_info.yaml", info)
     victim = folder / f"{lay.sample_id(lay.names[1])}_mask_01_NME.nii.gz"

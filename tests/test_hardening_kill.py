@@ -23,8 +23,8 @@ import yaml
 
 from tests.conftest import run_script
 from tests.mini_archives import AFFINE, leftover_temporaries
-from utils.atomic import STALE_TEMPORARY_AGE_S
-from utils.synthetic import write_raw_nifti
+from utils.files.atomic import STALE_TEMPORARY_AGE_S
+from utils.archive.synthetic import write_raw_nifti
 
 NAMES = ("verse601", "verse602", "verse603")
 ROUTINES = ("02", "03", "04", "close")
@@ -67,7 +67,7 @@ def _run_killed(root: Path, routine: str, when: str, text: str | None, nth: int)
     pid = os.fork()
     if pid == 0:  # child: never returns into pytest
         try:
-            import utils.atomic as atomic
+            import utils.files.atomic as atomic
 
             seen = {"n": 0}
             real_replace, real_create = os.replace, atomic._create_temporary

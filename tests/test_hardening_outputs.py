@@ -21,10 +21,10 @@ import pytest
 
 from tests.conftest import REPO, run_script
 from tests.mini_archives import AFFINE, LAYOUTS, base_arrays, leftover_temporaries, make_mini_archive, tree_digest
-from utils.atomic import STALE_TEMPORARY_AGE_S, atomic_write_text, is_our_temporary, remove_stale_temporaries
-from utils.sample_info import read_info, write_info
-from utils.spreadsheet import add_sheet, read_sheet, write_sheets
-from utils.synthetic import write_raw_nifti
+from utils.files.atomic import STALE_TEMPORARY_AGE_S, atomic_write_text, is_our_temporary, remove_stale_temporaries
+from utils.files.sample_info import read_info, write_info
+from utils.files.spreadsheet import add_sheet, read_sheet, write_sheets
+from utils.archive.synthetic import write_raw_nifti
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_log_lines_name_the_routine_and_no_bar_without_a_terminal(tmp_path):
     forced = subprocess.run([*cmd, "--pbar"], capture_output=True, text=True)
     assert "confirm pairs: 100%|" in forced.stderr
     verbose = subprocess.run([*cmd, "-v", "--no_pbar"], capture_output=True, text=True)
-    assert "DEBUG 02_confirm_pairs [" in verbose.stderr or "INFO 02_confirm_pairs [utils.routines]:" in verbose.stderr
+    assert "DEBUG 02_confirm_pairs [" in verbose.stderr or "INFO 02_confirm_pairs [utils.dataset.routines]:" in verbose.stderr
 
 
 # --- routine 02 resumes ---------------------------------------------------------------------------------------------
@@ -289,8 +289,8 @@ def test_rerunning_03_says_which_samples_it_skipped(verse_done, caplog):
 
 def test_pending_history_entry_of_a_mask_tool_is_completed_or_dropped(tmp_path, caplog):
     """The two states a ``kill -9`` can leave between the pending info write and the final one."""
-    from utils.mask_qc import PENDING_STEP
-    from utils.sample_info import file_stamp
+    from utils.maskqc.steps import PENDING_STEP
+    from utils.files.sample_info import file_stamp
 
     lay = LAYOUTS["eso"]
     root = tmp_path / "e"

@@ -19,11 +19,11 @@ import yaml
 
 from tests.conftest import REPO, run_script
 from tests.mini_archives import AFFINE, LAYOUTS, Layout, leftover_temporaries, make_mini_archive, tree_digest
-from utils import requirements_check
-from utils.labels import LabelError, LabelMap
-from utils.sample_info import SampleDir, read_info, write_info
-from utils.spreadsheet import read_sheet, write_sheets
-from utils.yaml_files import MAX_ALIAS_EXPANSION, parse_yaml
+from utils.run import requirements_check
+from utils.labels.label_maps import LabelError, LabelMap
+from utils.files.sample_info import SampleDir, read_info, write_info
+from utils.files.spreadsheet import read_sheet, write_sheets
+from utils.files.yaml_files import MAX_ALIAS_EXPANSION, parse_yaml
 
 CLOSE = "utils/morphological_close_on_slice_small_region.py"
 OPEN = "utils/morphological_open_on_slice_small_region.py"
@@ -451,8 +451,8 @@ def test_mask_tool_log_names_the_tool_once_with_correct_plurals_and_no_empty_det
 
 
 def test_plurals_of_one():
-    from utils.cli import RunReport, plural
-    from utils.mask_qc import step_summary
+    from utils.run.cli import RunReport, plural
+    from utils.maskqc.steps import step_summary
 
     assert plural(1, "sample") == "1 sample" and plural(0, "sample") == "0 samples"
     assert step_summary([{"status": "applied", "changed": True, "voxels": 3}]) == "applied to 1 sample (1 mask changed: voxels 3)"

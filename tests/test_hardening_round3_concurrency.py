@@ -26,11 +26,11 @@ import pytest
 
 from tests.conftest import REPO, run_script
 from tests.mini_archives import AFFINE, LAYOUTS, leftover_temporaries
-from utils import sample_lock
-from utils.label_stats import label_stats
-from utils.nifti_io import load_nifti, read_mask
-from utils.sample_info import SampleDir, find_samples, read_info
-from utils.synthetic import write_raw_nifti
+from utils.files import sample_lock
+from utils.labels.label_stats import label_stats
+from utils.files.nifti_io import load_nifti, read_mask
+from utils.files.sample_info import SampleDir, find_samples, read_info
+from utils.archive.synthetic import write_raw_nifti
 
 LAY = LAYOUTS["verse"]
 CLOSE = "utils/morphological_close_on_slice_small_region.py"
@@ -104,7 +104,7 @@ def test_routine_04_and_the_close_tool_at_once_give_the_sequential_result(groupe
 def _hold_lock(folder: Path, seconds: float) -> subprocess.Popen:
     code = (
         f"import sys, time; sys.path.insert(0, {str(REPO)!r}); sys.argv[0] = 'other_run.py'\n"
-        "from utils.sample_lock import sample_lock\n"
+        "from utils.files.sample_lock import sample_lock\n"
         f"with sample_lock({str(folder)!r}):\n"
         "    print('locked', flush=True)\n"
         f"    time.sleep({seconds})\n"
@@ -163,7 +163,7 @@ def _interrupted_run(root: Path, nth: int, *extra: str) -> subprocess.CompletedP
     code = (
         "import sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "import utils.atomic as atomic\n"
+        "import utils.files.atomic as atomic\n"
         "real, seen = atomic._create_temporary, [0]\n"
         "def create(path):\n"
         "    tmp = real(path)\n"
@@ -172,7 +172,7 @@ def _interrupted_run(root: Path, nth: int, *extra: str) -> subprocess.CompletedP
         "        raise KeyboardInterrupt  # the signal arrives between creating the file and using it\n"
         "    return tmp\n"
         "atomic._create_temporary = create\n"
-        "from utils.cli import run_main\n"
+        "from utils.run.cli import run_main\n"
         "from tests.conftest import load_script\n"
         f"sys.argv[0] = {str(REPO / LAY.script('02'))!r}\n"
         f"run_main(load_script({LAY.script('02')!r}).main)\n"

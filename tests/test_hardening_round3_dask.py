@@ -27,7 +27,7 @@ import cloudpickle  # noqa: E402
 
 from tests.conftest import REPO, run_script  # noqa: E402
 from tests.mini_archives import LAYOUTS, leftover_temporaries, make_mini_archive, write_sample  # noqa: E402
-from utils import dask_runner  # noqa: E402
+from utils.run import dask_runner  # noqa: E402
 
 LAY = LAYOUTS["verse"]
 DATE = re.compile(rb"date: '[^']*'")
@@ -94,7 +94,7 @@ def test_a_worker_without_pythonpath_or_checkout_runs_the_routines_with_the_ship
         assert run_script(LAY.script("02"), "--root_dir", root / "archive", "--output_dir", dask_out, "--archive_manifest", root / "descriptor/archive_manifest.xlsx", *extra) == 0
         assert run_script(LAY.script("bin"), "--root_dir", dask_out, "--label_explanation", REPO / "descriptors/verse/label_map.yaml", *extra) == 0
         unpacked = [p for p in (elsewhere / "scratch").rglob("segmentation-toolkit-*") if p.is_dir()]  # gone when the worker stops
-        assert unpacked and (unpacked[0] / "utils/dask_runner.py").is_file(), "the code was shipped and unpacked on the worker"
+        assert unpacked and (unpacked[0] / "utils/run/dask_runner.py").is_file(), "the code was shipped and unpacked on the worker"
     finally:
         _stop(worker)
     assert _files(dask_out) == _files(serial)
@@ -133,7 +133,7 @@ def test_losing_the_last_worker_ends_the_run_in_one_line_and_leaves_no_file_of_o
         code = (
             "import sys, logging\n"
             f"sys.path.insert(0, {str(REPO)!r})\n"
-            "import utils.dask_runner as d\n"
+            "import utils.run.dask_runner as d\n"
             "d.LOST_WORKERS_WAIT_S = 3.0\n"
             "from tests.conftest import load_script\n"
             f"sys.exit(load_script({LAY.script('02')!r}).main(sys.argv[1:]))\n"
@@ -174,12 +174,12 @@ def test_the_code_bundle_holds_what_workers_import_and_read_and_is_named_by_its_
         assert activate(code, str(tmp_path)) is None
         target = tmp_path / name[: -len(".zip")]
         assert sys.path[0] == str(target)
-        for rel in ("utils/pairing.py", "verse/archive.py", "nme/archive.py", "eso/archive.py", "descriptors/verse/label_map.yaml", "requirements.txt"):
+        for rel in ("utils/archive/pairing.py", "verse/archive.py", "nme/archive.py", "eso/archive.py", "descriptors/verse/label_map.yaml", "requirements.txt"):
             assert (target / rel).is_file(), rel
         assert not list(target.rglob("__pycache__"))
-        import utils.pairing  # noqa: F401 - now from the unpacked bundle
+        import utils.archive.pairing  # noqa: F401 - now from the unpacked bundle
 
-        assert Path(sys.modules["utils.pairing"].__file__).is_relative_to(target)
+        assert Path(sys.modules["utils.archive.pairing"].__file__).is_relative_to(target)
         assert activate(code, str(tmp_path)) is None  # a second task: nothing to do
         assert activate(["segmentation-toolkit-000000000000.zip", ["utils"]], str(tmp_path)).startswith("did not receive the toolkit's code")
     finally:

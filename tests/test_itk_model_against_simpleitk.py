@@ -1,4 +1,4 @@
-"""The model of ITK's header reading (utils.geometry.readers.itk_view) against SimpleITK over a grid of headers,
+"""The model of ITK's header reading (utils.files.nifti_readers.itk_view) against SimpleITK over a grid of headers,
 and the reader-agreement details the edge-case goldens do not reach.
 
 SimpleITK is the oracle: for every combination of qform / sform codes, sform variant (equal, shifted, just
@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from tests.geometry_cases import BASE, OBLIQUE, SHAPE, header, rotation, sitk_geometry, volume_data, write_header_file
-from utils.geometry import check_reader_agreement, itk_view, nibabel_view
-from utils.geometry.readers import _Collect, corner_displacement_mm, output_tolerance_mm
+from utils.files.nifti_readers import check_reader_agreement, itk_view, nibabel_view
+from utils.files.nifti_readers import _Collect, corner_displacement_mm, output_tolerance_mm
 
 sitk = pytest.importorskip("SimpleITK")
 sitk.ProcessObject_SetGlobalWarningDisplay(False)

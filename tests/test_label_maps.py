@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from utils.label_stats import label_stats
-from utils.labels import LabelError, LabelMap, check_labels, install_label_map, remap_labels
+from utils.labels.label_stats import label_stats
+from utils.labels.label_maps import LabelError, LabelMap, check_labels, install_label_map, remap_labels
 
 
 def spec(*entries):

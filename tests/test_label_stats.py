@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from utils.label_stats import foreground_box, high_label_counts, label_boxes, label_histogram, label_stats, present_labels
-from utils.labels import remap_labels
-from utils.synthetic import affine_for
+from utils.labels.label_stats import foreground_box, high_label_counts, label_boxes, label_histogram, label_stats, present_labels
+from utils.labels.label_maps import remap_labels
+from utils.archive.synthetic import affine_for
 
 
 def random_mask(rng, shape, n_labels, order, fill=0.05):

@@ -1,4 +1,4 @@
-"""The label core's documented contract, checked against plain numpy oracles (no code shared with utils.label_stats).
+"""The label core's documented contract, checked against plain numpy oracles (no code shared with utils.labels.label_stats).
 
 Each test names the plausible bug it catches: a box offset by the crop's start, a slab loop that keeps only
 the last slab, a value range cut at 255, counts silently turned into floats, a thread pool that never runs.
@@ -11,8 +11,8 @@ import threading
 import numpy as np
 import pytest
 
-import utils.label_stats as core
-from utils.label_stats import (
+import utils.labels.label_stats as core
+from utils.labels.label_stats import (
     foreground_box,
     high_label_counts,
     label_boxes,

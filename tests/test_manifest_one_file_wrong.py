@@ -21,8 +21,8 @@ import pytest
 from openpyxl import load_workbook
 
 from tests.conftest import run_script
-from utils.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, SampleDir, file_stamp, write_info
-from utils.synthetic import affine_for, rotation_about
+from utils.files.sample_info import BINARY_MASKS_FROM, BINARY_MASKS_STEP, SampleDir, file_stamp, write_info
+from utils.archive.synthetic import affine_for, rotation_about
 
 ROUTINES = {"verse": "verse/05_gen_dataset_manifest.py", "nme": "nme/04_gen_dataset_manifest.py", "eso": "eso/04_gen_dataset_manifest.py"}
 SHAPE = (7, 6, 5)
@@ -240,17 +240,17 @@ def test_correct_samples_give_the_rows_worked_out_by_hand(grouped, caplog):
 
 
 def test_labels_come_from_the_mask_record_when_its_stamp_is_the_files_and_from_the_mask_otherwise(grouped, caplog, monkeypatch):
-    import utils.dataset_manifest
-    from utils.sample_info import MASK_LABELS, read_info
+    import utils.dataset.manifest
+    from utils.files.sample_info import MASK_LABELS, read_info
 
     root, bad = grouped
     mask = label_mask()
     info = read_info(bad.info)
     info[MASK_LABELS] = {"file": file_stamp(bad.mask), "voxels": {v: int(np.count_nonzero(mask == v)) for v in (0, 1, 3)}}
     write_info(bad.info, info)
-    real = utils.dataset_manifest.load_nifti
+    real = utils.dataset.manifest.load_nifti
     read = []
-    monkeypatch.setattr(utils.dataset_manifest, "load_nifti", lambda path: read.append(path.name) or real(path))
+    monkeypatch.setattr(utils.dataset.manifest, "load_nifti", lambda path: read.append(path.name) or real(path))
     assert run_routine("verse", root, caplog)[0] == 0
     assert read == ["ok01_mask.nii.gz"]  # bad01 has a record that fits: its mask is not decompressed
     info[MASK_LABELS]["file"] = {"size": 1, "crc32": 2}  # a record of another version of the file

@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import run_script
 from tests.test_golden_outputs import _pipeline_commands
-from utils.label_stats import label_stats
-from utils.nifti_io import load_nifti, read_mask, save_nifti
-from utils.sample_info import MASK_LABELS, SampleDir, file_stamp, find_samples, read_info, recorded_mask_labels, write_info
-from utils.spreadsheet import read_sheet
+from utils.labels.label_stats import label_stats
+from utils.files.nifti_io import load_nifti, read_mask, save_nifti
+from utils.files.sample_info import MASK_LABELS, SampleDir, file_stamp, find_samples, read_info, recorded_mask_labels, write_info
+from utils.files.spreadsheet import read_sheet
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_every_sample_records_its_mask_labels_truthfully(verse_root):
 
 
 def test_routine_05_takes_the_labels_from_the_record_without_reading_the_mask(verse_root, tmp_path, monkeypatch):
-    import utils.dataset_manifest
+    import utils.dataset.manifest
 
     root = _copy(verse_root, tmp_path)
     expected = read_sheet(root / "grouped/dataset_manifest.xlsx")
@@ -57,14 +57,14 @@ def test_routine_05_takes_the_labels_from_the_record_without_reading_the_mask(ve
     def no_decompression(path):
         raise AssertionError(f"{path} was decompressed")
 
-    monkeypatch.setattr(utils.dataset_manifest, "load_nifti", no_decompression)
+    monkeypatch.setattr(utils.dataset.manifest, "load_nifti", no_decompression)
     out = root / "again.xlsx"
     assert run_script("verse/05_gen_dataset_manifest.py", "--root_dir", root / "grouped", "--output_manifest_file", out, "--no_pbar") == 0
     assert read_sheet(out).equals(expected)
 
 
 def test_without_a_record_the_mask_is_read_and_gives_the_same_manifest(verse_root, tmp_path, monkeypatch):
-    import utils.dataset_manifest
+    import utils.dataset.manifest
 
     root = _copy(verse_root, tmp_path)
     expected = read_sheet(root / "grouped/dataset_manifest.xlsx")
@@ -73,8 +73,8 @@ def test_without_a_record_the_mask_is_read_and_gives_the_same_manifest(verse_roo
         info.pop(MASK_LABELS, None)
         write_info(sample.info, info)
     read = []
-    real = utils.dataset_manifest.load_nifti
-    monkeypatch.setattr(utils.dataset_manifest, "load_nifti", lambda path: read.append(path) or real(path))
+    real = utils.dataset.manifest.load_nifti
+    monkeypatch.setattr(utils.dataset.manifest, "load_nifti", lambda path: read.append(path) or real(path))
     out = root / "again.xlsx"
     assert run_script("verse/05_gen_dataset_manifest.py", "--root_dir", root / "grouped", "--output_manifest_file", out, "--no_pbar") == 0
     assert read_sheet(out).equals(expected)

@@ -7,18 +7,18 @@ import logging
 import numpy as np
 import pytest
 
-from utils.connected_regions import (
+from utils.labels.connected_regions import (
     pixel_area_mm2,
     slice_structure,
     small_regions,
     structure_3d,
 )
-from utils.label_stats import label_boxes, voxel_volume_mm3
-from utils.label_fusion import fuse_label_changes, resolve_votes
-from utils.mask_qc import threshold_mask
-from utils.mask_qc_reference import naive_repair_mask, naive_small_region_count
-from utils.slice_morphology import LabelChanges, SliceRepair, repair_changes
-from utils.synthetic import affine_for, blob_stack_mask
+from utils.labels.label_stats import label_boxes, voxel_volume_mm3
+from utils.maskqc.label_fusion import fuse_label_changes, resolve_votes
+from utils.maskqc.steps import threshold_mask
+from utils.maskqc.reference import naive_repair_mask, naive_small_region_count
+from utils.maskqc.slice_morphology import LabelChanges, SliceRepair, repair_changes
+from utils.archive.synthetic import affine_for, blob_stack_mask
 
 
 def repaired(mask, affine, mode, kernel, thresh, half, connectivity=8):
@@ -183,7 +183,7 @@ def test_fast_repair_equals_the_full_slice_reference_on_a_random_multilabel_mask
 @pytest.mark.parametrize("per_call_voxels", [0, 10**12])
 def test_one_box_per_component_and_one_box_for_all_give_the_same_result(monkeypatch, per_call_voxels):
     # The choice between the two ways of evaluating the morphology is a cost estimate only.
-    monkeypatch.setattr("utils.slice_morphology._PER_CALL_VOXELS", per_call_voxels)
+    monkeypatch.setattr("utils.maskqc.slice_morphology._PER_CALL_VOXELS", per_call_voxels)
     rng = np.random.default_rng(21)
     mask = noisy_mask(rng, (64, 52, 7), 4)
     affine = affine_for("LPS", (0.6, 0.9, 2.0))
@@ -209,7 +209,7 @@ def test_fast_repair_matches_the_reference_when_a_small_background_region_reache
     mask = np.zeros((30, 30, 2), np.uint8, order="F")
     mask[:, :21, :] = 1
     mask[10, 10, 0] = 0
-    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+    with caplog.at_level(logging.DEBUG, logger="utils.maskqc.slice_morphology"):
         out = repaired(mask, affine_for("LPS", (0.1, 0.1, 1.0)), "close", (5, 5), 5.0, 3)
     assert "redone on full slices" in caplog.text
     assert out[10, 10, 0] == 1
@@ -319,15 +319,15 @@ def test_threshold_mask_removes_foreground_outside_the_range_only():
 
 @pytest.mark.parametrize("order", ["F", "C"])
 def test_threshold_slab_by_slab_equals_the_whole_volume_rule(order, monkeypatch):
-    import utils.mask_qc
+    import utils.maskqc.steps
 
-    monkeypatch.setattr(utils.mask_qc, "_SLAB_VOXELS", 37)  # many slabs, some not a whole number of planes
+    monkeypatch.setattr(utils.maskqc.steps, "_SLAB_VOXELS", 37)  # many slabs, some not a whole number of planes
     rng = np.random.default_rng(3)
     mask = np.asarray(blob_stack_mask((30, 26, 17), [1, 2, 5], rng=rng, specks=20), order=order)
     vol = np.asarray(rng.normal(300.0, 600.0, mask.shape).astype(np.float32), order=order)
     vol[tuple(np.argwhere(mask > 0)[::50].T)] = np.nan
     expected_drop = (mask > 0) & ~((vol >= -140.0) & (vol <= 1000.0))
-    out, where = utils.mask_qc._threshold(mask, vol, -140.0, 1000.0, None)
+    out, where = utils.maskqc.steps._threshold(mask, vol, -140.0, 1000.0, None)
     np.testing.assert_array_equal(out, np.where(expected_drop, 0, mask))
     assert out.flags.f_contiguous == (order == "F")
     assert sorted(map(tuple, where.tolist())) == sorted(map(tuple, np.argwhere(expected_drop).tolist()))

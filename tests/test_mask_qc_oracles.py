@@ -1,7 +1,7 @@
 """Mask-QC library against oracles that share no code with it: hand-computed cases, neighbourhoods written out,
 and thresholds tested just inside and just outside with anisotropic, non-1-mm voxels.
 
-``utils/mask_qc_reference.py`` (the literal full-slice reference the fast repair is compared with) must
+``utils/maskqc/reference.py`` (the literal full-slice reference the fast repair is compared with) must
 itself import nothing from the toolkit; the first test keeps it so.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from utils.connected_regions import (
+from utils.labels.connected_regions import (
     component_sizes,
     label_components,
     pixel_area_mm2,
@@ -23,10 +23,10 @@ from utils.connected_regions import (
     structure_2d,
     structure_3d,
 )
-from utils.label_fusion import fuse_label_changes, resolve_votes
-from utils.mask_qc_reference import naive_repair_mask, naive_small_region_count, neighbourhood
-from utils.slice_morphology import LabelChanges, SliceRepair, repair_changes
-from utils.synthetic import affine_for
+from utils.maskqc.label_fusion import fuse_label_changes, resolve_votes
+from utils.maskqc.reference import naive_repair_mask, naive_small_region_count, neighbourhood
+from utils.maskqc.slice_morphology import LabelChanges, SliceRepair, repair_changes
+from utils.archive.synthetic import affine_for
 
 PLUS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
@@ -258,7 +258,7 @@ FALLBACK = "redone on full slices"
 
 
 def fallbacks(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "utils.slice_morphology" and FALLBACK in r.getMessage()]
+    return [r.getMessage() for r in caplog.records if r.name == "utils.maskqc.slice_morphology" and FALLBACK in r.getMessage()]
 
 
 @pytest.mark.parametrize("order", ["F", "C"])
@@ -275,7 +275,7 @@ def test_a_label_inside_a_large_slice_is_repaired_in_its_crop_without_falling_ba
     mask = np.asarray(mask, order=order)
     affine = affine_for("RAS", (1.0, 1.0, 3.0))
     repair = SliceRepair(mode, kernel, 300.0)  # crop backgrounds hold < 300 px, the slice 4480 px
-    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+    with caplog.at_level(logging.DEBUG, logger="utils.maskqc.slice_morphology"):
         changes = repair_changes(mask, affine, repair)
     assert fallbacks(caplog) == []
     fused, _ = fuse_label_changes(mask, changes, 1)
@@ -289,7 +289,7 @@ def test_a_whole_slice_below_the_threshold_is_repaired_on_full_slices_directly(c
     mask[5, 3, 0] = 0
     affine = affine_for("LPS", (0.5, 2.0, 1.0))  # 1 mm² pixels: a whole slice is 108 mm²
     repair = SliceRepair("close", (3, 3), 120.0)
-    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+    with caplog.at_level(logging.DEBUG, logger="utils.maskqc.slice_morphology"):
         fused, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair), 1)
     assert fallbacks(caplog) == []
     np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 1, labels=[0, 1]))
@@ -304,7 +304,7 @@ def test_the_fallback_to_full_slices_is_exact_on_a_non_square_image_and_says_so(
     mask[30, 12, 0] = 0
     affine = affine_for("LPS", (0.1, 0.1, 1.0))
     repair = SliceRepair("close", (5, 5), 3.0)  # 0.01 mm² pixels: the 7 x 25 strip is 1.75 mm²
-    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+    with caplog.at_level(logging.DEBUG, logger="utils.maskqc.slice_morphology"):
         fused, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair), 3)
     assert fallbacks(caplog) == ["label 1: a small component reaches the crop side; redone on full slices"]
     np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 3, labels=[0, 1]))
@@ -326,7 +326,7 @@ def test_the_crop_ring_counts_the_background_outside_the_crop_exactly(caplog, or
     mask = np.asarray(mask, order=order)
     affine = affine_for("RAS", (1.0, 1.0, 2.0))
     repair = SliceRepair("close", (1, 1), 200.0 * factor)
-    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+    with caplog.at_level(logging.DEBUG, logger="utils.maskqc.slice_morphology"):
         changes = repair_changes(mask, affine, repair)
     assert len(fallbacks(caplog)) == (1 if small else 0)
     fused, _ = fuse_label_changes(mask, changes, 1)
@@ -342,7 +342,7 @@ def test_a_whole_slice_is_small_by_its_area_in_mm2(caplog, factor, whole):
     mask[4:8, 3:6, :] = 1
     affine = affine_for("LPS", (0.5, 1.0, 3.0))
     repair = SliceRepair("close", (1, 1), 54.0 * factor)
-    with caplog.at_level(logging.DEBUG, logger="utils.slice_morphology"):
+    with caplog.at_level(logging.DEBUG, logger="utils.maskqc.slice_morphology"):
         fused, _ = fuse_label_changes(mask, repair_changes(mask, affine, repair), 1)
     assert (fallbacks(caplog) == []) is whole
     np.testing.assert_array_equal(fused, naive_repair_mask(mask, affine, repair, 1, labels=[0, 1]))

@@ -1,4 +1,4 @@
-"""The per-sample contract of the mask-changing tools (utils/mask_qc.py), one rule at a time, on tiny samples."""
+"""The per-sample contract of the mask-changing tools (utils/maskqc/steps.py), one rule at a time, on tiny samples."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import utils.mask_qc as mq
-from utils.cli import SampleError
-from utils.sample_info import BINARY_MASKS_FROM, MASK_LABELS, SampleDir, file_stamp, read_info, write_info
-from utils.slice_morphology import SliceRepair
-from utils.synthetic import affine_for, write_raw_nifti
+import utils.maskqc.steps as mq
+from utils.run.cli import SampleError
+from utils.files.sample_info import BINARY_MASKS_FROM, MASK_LABELS, SampleDir, file_stamp, read_info, write_info
+from utils.maskqc.slice_morphology import SliceRepair
+from utils.archive.synthetic import affine_for, write_raw_nifti
 
 AFFINE = affine_for("ASR", (0.6, 0.9, 2.2), origin=(3.0, -4.0, 5.0), oblique_deg=6.0)
 
@@ -145,7 +145,7 @@ def test_a_rewrite_killed_before_the_mask_was_replaced_is_applied_again(tmp_path
     info = read_info(sample.info)
     info["pending_step"] = {"step": OPEN[0], "params": OPEN[1], "result": {}, "mask_before": file_stamp(sample.mask)}
     write_info(sample.info, info)
-    with caplog.at_level(logging.INFO, logger="utils.mask_qc"):
+    with caplog.at_level(logging.INFO, logger="utils.maskqc.steps"):
         outcome = mq.apply_mask_step(sample, mq.Destination.create(tmp_path, tmp_path), *OPEN, open_step())
     assert outcome["status"] == "applied" and outcome["changed"] is True
     assert f"s01: {OPEN[0]} was interrupted before its mask was rewritten; it is applied again" in [r.getMessage() for r in caplog.records]
@@ -161,7 +161,7 @@ def test_a_rewrite_killed_after_the_mask_was_replaced_is_recorded_not_redone(tmp
     info = read_info(sample.info)
     info["pending_step"] = {"step": OPEN[0], "params": OPEN[1], "result": {"voxels_relabelled": 1}, "mask_before": old_stamp}
     write_info(sample.info, info)
-    with caplog.at_level(logging.WARNING, logger="utils.mask_qc"):
+    with caplog.at_level(logging.WARNING, logger="utils.maskqc.steps"):
         outcome = mq.apply_mask_step(sample, mq.Destination.create(tmp_path, tmp_path), *OPEN, open_step())
     assert outcome == {"status": "already applied"}
     assert [r.getMessage() for r in caplog.records] == [
@@ -289,7 +289,7 @@ def test_a_crash_while_the_mask_is_rewritten_leaves_a_pending_entry_that_the_nex
     assert (pending["step"], pending["params"], pending["mask_before"]) == (OPEN[0], OPEN[1], stamp)
     assert pending["result"] == {"binary_mask_voxels_changed": 1, "voxels_relabelled": 1}
     monkeypatch.setattr(mq, "save_nifti", real)
-    with caplog.at_level(logging.INFO, logger="utils.mask_qc"):
+    with caplog.at_level(logging.INFO, logger="utils.maskqc.steps"):
         assert mq.apply_mask_step(sample, mq.Destination.create(tmp_path, tmp_path), *OPEN, open_step())["changed"] is True
     info = read_info(sample.info)
     assert "pending_step" not in info and [h["step"] for h in info["history"]] == ["extract_binary_masks", OPEN[0]]
@@ -426,24 +426,24 @@ def test_the_tool_records_its_parameters_logs_a_summary_and_force_reapplies(tmp_
 
     make_sample(tmp_path / "g", speckled())
     root = tmp_path / "g"
-    with caplog.at_level(logging.INFO, logger="utils.mask_qc"):
+    with caplog.at_level(logging.INFO, logger="utils.maskqc.steps"):
         assert run_script(OPEN_TOOL, *tool_args(root, **{"--connectivity": 4})) == 0
     entry = read_info(root / "site" / "s01" / "s01_info.yaml")["history"][-1]
     assert entry["step"] == OPEN[0] and entry["params"] == {"kernel_size": [2, 2], "filter_halfedge": 1, "region_area_thresh": 1.0, "connectivity": 4}
-    messages = [r.getMessage() for r in caplog.records if r.name == "utils.mask_qc"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "utils.maskqc.steps"]
     assert messages[0] == (f"1 sample in {root}, rewritten in place; parameters "
                            "{'kernel_size': [2, 2], 'filter_halfedge': 1, 'region_area_thresh': 1.0, 'connectivity': 4}")  # fmt: skip
     assert messages[-1] == "applied to 1 sample (1 mask changed: binary_mask_voxels_changed 1, voxels_relabelled 1)"
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="utils.mask_qc"):
+    with caplog.at_level(logging.INFO, logger="utils.maskqc.steps"):
         assert run_script(OPEN_TOOL, *tool_args(root, tmp_path / "out", **{"--connectivity": 4})) == 0
-    messages = [r.getMessage() for r in caplog.records if r.name == "utils.mask_qc"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "utils.maskqc.steps"]
     assert messages[0].startswith(f"1 sample in {root}, written to {tmp_path / 'out'}; parameters")
     assert messages[-1] == "applied to 0 samples, 1 already applied with these parameters"
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="utils.mask_qc"):
+    with caplog.at_level(logging.INFO, logger="utils.maskqc.steps"):
         assert run_script(OPEN_TOOL, *tool_args(root, **{"--connectivity": 4}), "--force") == 0
-    assert [r.getMessage() for r in caplog.records if r.name == "utils.mask_qc"][-1] == "applied to 1 sample (no mask changed)"
+    assert [r.getMessage() for r in caplog.records if r.name == "utils.maskqc.steps"][-1] == "applied to 1 sample (no mask changed)"
 
 
 def test_the_summary_line_counts_applied_changed_already_applied_and_maskless_samples():
@@ -461,7 +461,7 @@ def test_the_summary_line_counts_applied_changed_already_applied_and_maskless_sa
 def test_the_tool_hands_its_options_to_the_per_sample_runner(tmp_path, monkeypatch):
     import argparse
 
-    from utils.cli import RunReport
+    from utils.run.cli import RunReport
 
     make_sample(tmp_path / "g", speckled())
     seen = {}

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_script
-from utils.mask_qc import REPORT_COLUMNS, STEP_CLOSE, STEP_OPEN, STEP_THRESHOLD
-from utils.mask_qc_reference import naive_repair_mask
-from utils.nifti_io import load_nifti, read_mask, read_volume
-from utils.sample_info import MASK_LABELS, SampleDir, file_stamp, read_info, write_info
-from utils.slice_morphology import SliceRepair
-from utils.spreadsheet import read_sheet
-from utils.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti
+from utils.maskqc.steps import REPORT_COLUMNS, STEP_CLOSE, STEP_OPEN, STEP_THRESHOLD
+from utils.maskqc.reference import naive_repair_mask
+from utils.files.nifti_io import load_nifti, read_mask, read_volume
+from utils.files.sample_info import MASK_LABELS, SampleDir, file_stamp, read_info, write_info
+from utils.maskqc.slice_morphology import SliceRepair
+from utils.files.spreadsheet import read_sheet
+from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti
 
 CLOSE = "utils/morphological_close_on_slice_small_region.py"
 OPEN = "utils/morphological_open_on_slice_small_region.py"
@@ -265,9 +265,9 @@ def test_tools_are_thin_scripts(script):
 )
 @pytest.mark.parametrize("mode", ["close", "open"])
 def test_fast_repair_equals_the_reference_on_a_real_mask(realdata, rel, mode):
-    from utils.label_fusion import fuse_label_changes
-    from utils.mask_qc import read_label_mask
-    from utils.slice_morphology import repair_changes
+    from utils.maskqc.label_fusion import fuse_label_changes
+    from utils.maskqc.steps import read_label_mask
+    from utils.maskqc.slice_morphology import repair_changes
 
     path = realdata / rel
     if not path.is_file():

@@ -24,9 +24,9 @@ def runner():
         sys.modules.pop(spec.name, None)
 
 
-DIFF = """# utils.label_stats.xǁLabelStatsǁboxes__mutmut_12: survived
---- utils/label_stats.py
-+++ utils/label_stats.py
+DIFF = """# utils.labels.label_stats.xǁLabelStatsǁboxes__mutmut_12: survived
+--- utils/labels/label_stats.py
++++ utils/labels/label_stats.py
 @@ -14,7 +14,7 @@
      candidates = self.foreground_labels if labels is None else {int(v) for v in labels}
 -    wanted = sorted(v for v in candidates if 0 < v < 256 and self.counts[v])
@@ -39,14 +39,14 @@ def test_a_survivor_is_read_from_its_diff_and_matched_by_function_and_lines(runn
     removed, added = runner.parse_diff(DIFF)
     assert removed == ["wanted = sorted(v for v in candidates if 0 < v < 256 and self.counts[v])"]
     assert added == ["wanted = sorted(v for v in candidates if 0 < v <= 256 and self.counts[v])"]
-    assert runner.function_of("utils.label_stats.xǁLabelStatsǁboxes__mutmut_12") == "LabelStats.boxes"
-    assert runner.function_of("utils.label_stats.x_map_threads__mutmut_3") == "map_threads"
-    survivor = runner.Survivor("utils.label_stats.xǁLabelStatsǁboxes__mutmut_12", "LabelStats.boxes", removed, added, DIFF, "survived")
-    entry = {"module": "utils/label_stats.py", "function": "LabelStats.boxes", "before": removed[0], "after": added[0], "reason": "r"}
-    assert runner.explain(survivor, "utils/label_stats.py", [entry]) == "r"
-    assert runner.explain(survivor, "utils/labels.py", [entry]) is None
-    assert runner.explain(survivor, "utils/label_stats.py", [{**entry, "function": "label_stats"}]) is None
-    assert runner.explain(survivor, "utils/label_stats.py", [{**entry, "after": "something else"}]) is None
+    assert runner.function_of("utils.labels.label_stats.xǁLabelStatsǁboxes__mutmut_12") == "LabelStats.boxes"
+    assert runner.function_of("utils.labels.label_stats.x_map_threads__mutmut_3") == "map_threads"
+    survivor = runner.Survivor("utils.labels.label_stats.xǁLabelStatsǁboxes__mutmut_12", "LabelStats.boxes", removed, added, DIFF, "survived")
+    entry = {"module": "utils/labels/label_stats.py", "function": "LabelStats.boxes", "before": removed[0], "after": added[0], "reason": "r"}
+    assert runner.explain(survivor, "utils/labels/label_stats.py", [entry]) == "r"
+    assert runner.explain(survivor, "utils/labels/label_maps.py", [entry]) is None
+    assert runner.explain(survivor, "utils/labels/label_stats.py", [{**entry, "function": "label_stats"}]) is None
+    assert runner.explain(survivor, "utils/labels/label_stats.py", [{**entry, "after": "something else"}]) is None
 
 
 def test_score_counts_timeouts_as_detected_and_leaves_equivalents_out(runner):

@@ -17,12 +17,12 @@ import pytest
 from nme.archive import ARCHIVE_COLUMNS, DESCRIPTOR_DIR, NmeRules, parse_archive_path
 from nme.demo_archive import BROKEN_FILES, DEMO_SAMPLES, PREFIX, SECOND_CHANNEL, make_demo_archive, sample_arrays
 from nme.splits import cross_site_split, predefined_split
-from utils.archive_scan import FILE_CHECK_COLUMNS
+from utils.archive.scan import FILE_CHECK_COLUMNS
 from tests.conftest import REALDATA, REPO, run_script
-from utils.nifti_io import load_nifti, read_mask
-from utils.sample_info import read_info
-from utils.spreadsheet import read_sheet, sheet_names
-from utils.synthetic import flip_storage, write_raw_nifti
+from utils.files.nifti_io import load_nifti, read_mask
+from utils.files.sample_info import read_info
+from utils.files.spreadsheet import read_sheet, sheet_names
+from utils.archive.synthetic import flip_storage, write_raw_nifti
 
 #: The tutorial's commands, verbatim (nme_tutorial.md; ``split04_HKU-SZHtest.xlsx`` there is a typo, FACTS.md).
 TUTORIAL = """
@@ -267,7 +267,7 @@ def test_cross_site_split_golden_and_reproducible():
 
 def test_cross_site_split_needs_no_split01_sheet_and_reruns_identically(pipeline, tmp_path):
     path = tmp_path / "d.xlsx"
-    from utils.spreadsheet import write_sheets
+    from utils.files.spreadsheet import write_sheets
 
     write_sheets(path, {"Manifest": read_sheet(pipeline / "grouped/dataset_manifest.xlsx")})
     line = TUTORIAL[10].replace("root_dir/grouped/dataset_manifest.xlsx", "root_dir/d.xlsx")

@@ -15,15 +15,15 @@ import yaml
 from PIL import Image
 
 from tests.conftest import run_script
-from utils.labels import LabelMap
-from utils.nifti_io import load_nifti, read_mask, read_volume, save_nifti
+from utils.labels.label_maps import LabelMap
+from utils.files.nifti_io import load_nifti, read_mask, read_volume, save_nifti
 from utils.report.dataset_profile import GENERIC, Window, available_profiles, detect_profile, load_profile
 from utils.report.planes import VIEWS, centre_index, display_axes, extract_plane, plane_index
 from utils.report.render import label_color
 from utils.report.sample import stored_voxels
 from utils.report.stats import label_table, measure_labels, resolution_table, summary_table
-from utils.sample_info import write_info
-from utils.synthetic import affine_for, rotation_about
+from utils.files.sample_info import write_info
+from utils.archive.synthetic import affine_for, rotation_about
 
 TOOL = "utils/qc_report.py"
 BODY, LEFT, ANTERIOR, SUPERIOR = 4, 1, 2, 3
@@ -336,7 +336,7 @@ def _detect_manifest(root: Path, tmp_path: Path) -> Path:
     """A small-region manifest as small_connected_region_detect.py writes it, naming sample ``a``."""
     import pandas as pd
 
-    from utils.spreadsheet import write_sheets
+    from utils.files.spreadsheet import write_sheets
 
     path = tmp_path / "small.xlsx"
     write_sheets(path, {"Manifest": pd.DataFrame([{"ID": "a", "file": "S1/train/a/a_mask_02_Two.nii.gz", "mask": "S1/train/a/a_mask.nii.gz", "label_index": 2}])})

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import run_script
 from tests.test_qc_report import phantom, write_sample
-from utils.synthetic import affine_for
+from utils.archive.synthetic import affine_for
 
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium installed (apt-get install chromium)")

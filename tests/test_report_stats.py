@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from utils.labels import LabelMap
+from utils.labels.label_maps import LabelMap
 from utils.report.stats import SUMMARY_TOTAL, label_table, measure_labels, resolution_table, summary_table
 
 LABELS = LabelMap.from_dict({0: {"name": "background", "short": "Bg"}, 2: {"name": "liver", "short": "Li"}, 5: {"name": "kidney", "short": "Ki"}})

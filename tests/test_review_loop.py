@@ -15,7 +15,7 @@ from tests.conftest import run_script
 from tests.tutorial_runs import build_tutorial_dataset
 from utils.review.exclusion import EXPORT_RECORD, RECORD_COLUMNS, RECORD_SHEET
 from utils.review.review_file import MAX_NOTE, QcReview, ReviewEntry, ReviewFileError, dump_review, load_review, report_digest
-from utils.spreadsheet import read_sheet, sheet_names
+from utils.files.spreadsheet import read_sheet, sheet_names
 
 TODAY = dt.date(2026, 11, 24)
 DIGEST = "sha256:" + "ab" * 32

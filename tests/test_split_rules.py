@@ -2,7 +2,7 @@
 
 The expected assignment is computed here from the documented rule (rank of ``sha256("{seed}:{key}")``,
 ``round(n * test_ratio)`` test groups, then ``round((n - n_test) * val_ratio)`` val groups, halves up on
-the decimal product) with hashlib and fractions, sharing no code with :mod:`utils.splits`.
+the decimal product) with hashlib and fractions, sharing no code with :mod:`utils.dataset.splits`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from openpyxl import load_workbook
 
 from tests.conftest import run_script
-from utils.spreadsheet import write_sheets
-from utils.splits import (
+from utils.files.spreadsheet import write_sheets
+from utils.dataset.splits import (
     check_sample_ids,
     extract_index_manifests,
     grouped_random_split,
@@ -210,7 +210,7 @@ def test_split_sheet_and_index_manifest_messages_name_the_routine_to_run(tmp_pat
     path = manifest(tmp_path)
     with pytest.raises(ValueError, match=r"; regenerate it with the dataset-manifest routine$"):
         write_split_sheet(path, "x", pd.DataFrame({"ID": ["a", "a"]}), ["train", "test"])
-    with caplog.at_level("INFO", logger="utils.splits"):
+    with caplog.at_level("INFO", logger="utils.dataset.splits"):
         write_split_sheet(path, "sp", pd.DataFrame({"ID": ["s1", "s2", "s3"]}), ["train", "test", "train"])
         write_split_sheet(path, "sp", pd.DataFrame({"ID": ["s1"]}), ["val"])
     assert [r.getMessage() for r in caplog.records] == [
@@ -226,7 +226,7 @@ def test_split_sheet_and_index_manifest_messages_name_the_routine_to_run(tmp_pat
         extract_index_manifests(path, "bad", [["test"]], out)
     write_sheets(path, {"Manifest": pd.DataFrame({"ID": ["s1"]}), "ok": pd.DataFrame({"ID": ["s1"], "ok": ["test"]})})
     caplog.clear()
-    with caplog.at_level("INFO", logger="utils.splits"):
+    with caplog.at_level("INFO", logger="utils.dataset.splits"):
         extract_index_manifests(path, "ok", [["test"]], out)
     assert [r.getMessage() for r in caplog.records] == [f"wrote {out / 'ok_test.xlsx'} (1 samples)"]
 
@@ -237,7 +237,7 @@ def test_a_split_sheet_and_its_extra_sheets_are_written_together(tmp_path, caplo
     assert load_workbook(path, read_only=True).sheetnames == ["Manifest", "sp", "Excluded"]
     assert sheet_rows(path, "Excluded") == [("ID",), ("s2",)]
     caplog.clear()
-    with caplog.at_level("INFO", logger="utils.splits"):
+    with caplog.at_level("INFO", logger="utils.dataset.splits"):
         write_split_sheet(path, "sp", pd.DataFrame({"ID": ["s1", "s3"]}), ["test", "val"], extra_sheets={"Excluded": None})
     assert load_workbook(path, read_only=True).sheetnames == ["Manifest", "sp"]  # removed in the same rewrite
     assert sheet_rows(path, "sp") == [("ID", "sp"), ("s1", "test"), ("s3", "val")]
@@ -259,7 +259,7 @@ def test_eleven_empty_ids_get_the_ellipsis_and_only_repeated_ids_are_listed():
     ("manifest", "--split_name 'manifest' is the name of the manifest's main sheet; choose another name"),
 ])  # fmt: skip
 def test_split_names_are_safe_sheet_and_file_names(name, message):
-    from utils.splits import check_split_name
+    from utils.dataset.splits import check_split_name
 
     with pytest.raises(ValueError) as info:
         check_split_name(name)

@@ -1,7 +1,7 @@
 """Start-up cost: ``--help`` of every script answers without importing the heavy libraries.
 
 pandas, scipy, openpyxl, scikit-image and nibabel take over a second to import together; they are
-imported at first use (:mod:`utils.lazy_import`), so ``--help`` and a wrong option answer at once.
+imported at first use (:mod:`utils.files.lazy_import`), so ``--help`` and a wrong option answer at once.
 The check counts modules, not seconds, so it does not depend on the machine's load.
 """
 

@@ -11,12 +11,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from utils.archive_scan import FILE_CHECK_COLUMNS
+from utils.archive.scan import FILE_CHECK_COLUMNS
 from tests.conftest import REPO, run_script
-from utils.nifti_io import load_nifti, read_mask
-from utils.sample_info import read_info
-from utils.spreadsheet import read_sheet, sheet_names
-from utils.synthetic import write_raw_nifti
+from utils.files.nifti_io import load_nifti, read_mask
+from utils.files.sample_info import read_info
+from utils.files.spreadsheet import read_sheet, sheet_names
+from utils.archive.synthetic import write_raw_nifti
 from verse.archive import ARCHIVE_COLUMNS
 from verse.demo_archive import DEMO_SCANS, _scan_arrays, make_demo_archive
 
@@ -82,7 +82,7 @@ def expected_mask(subject: str, split: str | None) -> np.ndarray:
     for s in DEMO_SCANS:
         seeds.setdefault((s.subject, s.split), len(seeds) + 1)
     _vol, mask, _aff = _scan_arrays(scan, seeds[(subject, split)])
-    revised = mask.copy()  # the revision written out here, not with utils.labels.remap_labels (routine 03's own code)
+    revised = mask.copy()  # the revision written out here, not with utils.labels.label_maps.remap_labels (routine 03's own code)
     for old, new in REVISION.items():
         revised[mask == old] = new
     return revised
@@ -223,8 +223,8 @@ def test_index_manifest_with_empty_subset_writes_nothing(pipeline, tmp_path):
     out = tmp_path / "splits"
     manifest = pipeline / "grouped/dataset_manifest.xlsx"
     shutil.copy(manifest, tmp_path / "d.xlsx")
-    from utils.spreadsheet import read_sheet as rs
-    from utils.splits import write_split_sheet
+    from utils.files.spreadsheet import read_sheet as rs
+    from utils.dataset.splits import write_split_sheet
 
     rows = rs(tmp_path / "d.xlsx")
     write_split_sheet(tmp_path / "d.xlsx", "only_test", rows, ["test"] * len(rows))

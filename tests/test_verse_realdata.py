@@ -16,10 +16,10 @@ import pytest
 
 from tests.conftest import run_script
 from tests.test_verse_pipeline import run_01_02
-from utils.nifti_io import load_nifti, read_mask
-from utils.sample_info import read_info
-from utils.spreadsheet import read_sheet
-from utils.synthetic import flip_storage, write_raw_nifti
+from utils.files.nifti_io import load_nifti, read_mask
+from utils.files.sample_info import read_info
+from utils.files.spreadsheet import read_sheet
+from utils.archive.synthetic import flip_storage, write_raw_nifti
 
 CASES = {
     # subject: (ct, mask, flip axis or None)

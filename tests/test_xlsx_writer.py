@@ -9,8 +9,8 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from utils.spreadsheet import read_sheet, write_sheets
-from utils.xlsx_writer import column_letter, write_xlsx
+from utils.files.spreadsheet import read_sheet, write_sheets
+from utils.files.xlsx_writer import column_letter, write_xlsx
 
 
 def test_column_letters():

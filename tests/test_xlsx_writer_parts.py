@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 import openpyxl
 import pytest
 
-import utils.xlsx_writer as xw
-from utils.xlsx_writer import FIXED_TIMESTAMP, column_letter, write_xlsx
+import utils.files.xlsx_writer as xw
+from utils.files.xlsx_writer import FIXED_TIMESTAMP, column_letter, write_xlsx
 
 NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
 

@@ -52,7 +52,7 @@ def export_first_split(dataset: str, root: Path, *extra: object) -> int:
 
 def xlsx_digest(path: Path) -> str:
     """sha256 of the sheet names (in order) and every sheet's cell values."""
-    from utils.spreadsheet import read_sheet, sheet_names
+    from utils.files.spreadsheet import read_sheet, sheet_names
 
     cells = [[name, read_sheet(path, name).to_json(orient="split", default_handler=str)] for name in sheet_names(path)]
     return hashlib.sha256(json.dumps(cells).encode()).hexdigest()

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from utils.audit.codes import FAIL_ON
-from utils.cli import add_common_args, fail, run_main, setup_logging
+from utils.run.cli import add_common_args, fail, run_main, setup_logging
 from utils.review.options import add_review_args
 
 logger = logging.getLogger("audit_dataset")
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(datasets).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     from utils.audit.run import prepare, run_audit
-    from utils.labels import LabelError
+    from utils.labels.label_maps import LabelError
 
     try:
         setup = prepare(

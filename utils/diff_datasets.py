@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, run_main, setup_logging
+from utils.run.cli import add_common_args, fail, run_main, setup_logging
 
 logger = logging.getLogger("diff_datasets")
 
@@ -52,13 +52,13 @@ def _manifest(option: Path | None, root: Path, name: str) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose - args.quiet)
-    from utils.alignment import GRID_TOL_VOXEL
+    from utils.geometry.alignment import GRID_TOL_VOXEL
     from utils.diff.report_json import write_diff_json
     from utils.diff.run import diff_datasets
     from utils.diff.tables import diff_sheets
-    from utils.labels import LabelError, LabelMap
-    from utils.output_paths import check_output_file, portable_path
-    from utils.spreadsheet import write_sheets
+    from utils.labels.label_maps import LabelError, LabelMap
+    from utils.files.output_paths import check_output_file, portable_path
+    from utils.files.spreadsheet import write_sheets
 
     output_json = args.output_json or args.output_file.with_suffix(".json")
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, run_main, setup_logging
+from utils.run.cli import add_common_args, fail, run_main, setup_logging
 from utils.export import FORMATS
 from utils.export.files import LINK_MODES, ExportConflict
 from utils.review.options import add_review_args, default_review_path, resolve_review

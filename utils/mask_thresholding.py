@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, run_main, setup_logging
-from utils.mask_qc import STEP_THRESHOLD, add_output_args, run_mask_step, threshold_transform
+from utils.run.cli import add_common_args, fail, run_main, setup_logging
+from utils.maskqc.steps import STEP_THRESHOLD, add_output_args, run_mask_step, threshold_transform
 
 
 def build_parser() -> argparse.ArgumentParser:

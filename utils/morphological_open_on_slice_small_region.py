@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, run_main, setup_logging
-from utils.mask_qc import STEP_OPEN, add_repair_args, repair_step, run_mask_step
+from utils.run.cli import add_common_args, fail, run_main, setup_logging
+from utils.maskqc.steps import STEP_OPEN, add_repair_args, repair_step, run_mask_step
 
 
 def build_parser() -> argparse.ArgumentParser:

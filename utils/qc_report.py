@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, plural, positive_int, run_main, setup_logging
-from utils.output_paths import archive_of_dataset, check_not_inside, check_output_dir, portable_path
+from utils.run.cli import add_common_args, fail, plural, positive_int, run_main, setup_logging
+from utils.files.output_paths import archive_of_dataset, check_not_inside, check_output_dir, portable_path
 from utils.review.options import add_review_args, default_review_path, resolve_review
 from utils.report.dataset_profile import GENERIC, ReportProfile, Window, available_profiles, detect_profile
-from utils.sample_info import SampleDir, find_samples, read_info
+from utils.files.sample_info import SampleDir, find_samples, read_info
 
 logger = logging.getLogger("qc_report")
 
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     args = build_parser(list(profiles)).parse_args(argv)
     setup_logging(args.verbose - args.quiet)
-    from utils.labels import LabelError, LabelMap
-    from utils.mask_qc import threads_per_sample
+    from utils.labels.label_maps import LabelError, LabelMap
+    from utils.maskqc.steps import threads_per_sample
     from utils.diff.report_json import read_diff_json
     from utils.report.build import build_report, read_small_regions
 

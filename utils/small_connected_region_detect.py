@@ -23,13 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, plural, run_main, run_per_sample, setup_logging
-from utils.connected_regions import CONNECTIVITY_3D, DEFAULT_CONNECTIVITY_3D
-from utils.lazy_import import lazy_import
-from utils.output_paths import archive_of_dataset, check_not_inside, check_output_file
-from utils.mask_qc import REPORT_COLUMNS, small_region_rows
-from utils.sample_info import find_samples
-from utils.spreadsheet import MAIN_SHEET, write_sheets
+from utils.run.cli import add_common_args, fail, plural, run_main, run_per_sample, setup_logging
+from utils.labels.connected_regions import CONNECTIVITY_3D, DEFAULT_CONNECTIVITY_3D
+from utils.files.lazy_import import lazy_import
+from utils.files.output_paths import archive_of_dataset, check_not_inside, check_output_file
+from utils.maskqc.steps import REPORT_COLUMNS, small_region_rows
+from utils.files.sample_info import find_samples
+from utils.files.spreadsheet import MAIN_SHEET, write_sheets
 
 pd = lazy_import("pandas")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import run_main
-from utils.routines import ArchiveScan, archive_manifest_main
+from utils.run.cli import run_main
+from utils.dataset.routines import ArchiveScan, archive_manifest_main
 from verse.archive import DESCRIPTOR_DIR, VerseRules, build_archive_manifest
 
 

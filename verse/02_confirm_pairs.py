@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from verse.archive import DESCRIPTOR_DIR, VerseRules, manifest_field_rules, pair_jobs, parse_archive_path
-from utils.cli import run_main
-from utils.routines import confirm_pairs_main
+from utils.run.cli import run_main
+from utils.dataset.routines import confirm_pairs_main
 
 
 def main(argv: list[str] | None = None) -> int:

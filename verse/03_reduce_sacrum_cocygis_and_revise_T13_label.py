@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import add_common_args, fail, plural, run_main, run_per_sample, setup_logging
-from utils.sample_info import find_samples
+from utils.run.cli import add_common_args, fail, plural, run_main, run_per_sample, setup_logging
+from utils.files.sample_info import find_samples
 from verse.archive import DESCRIPTOR_DIR, VerseRules
 from verse.label_revision import ALREADY_REVISED, revise_sample_labels
 

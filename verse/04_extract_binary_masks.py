@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.cli import run_main
-from utils.routines import extract_binary_masks_main
+from utils.run.cli import run_main
+from utils.dataset.routines import extract_binary_masks_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,16 +15,16 @@ from typing import Any
 
 import yaml
 
-from utils.aliases import PathLike
-from utils.alignment import GRID_TOL_VOXEL
-from utils.archive_scan import FILE_CHECK_COLUMNS, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
-from utils.lazy_import import lazy_import
-from utils.nifti_io import nifti_stem
-from utils.pairing import PairJob
-from utils.metadata_sheets import SheetIssue, canonical_id, checked_value, read_metadata_sheet
-from utils.safe_names import FieldRule
-from utils.spreadsheet import is_missing, require_columns
-from utils.yaml_files import load_yaml_file
+from utils.files.aliases import PathLike
+from utils.geometry.alignment import GRID_TOL_VOXEL
+from utils.archive.scan import FILE_CHECK_COLUMNS, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
+from utils.files.lazy_import import lazy_import
+from utils.files.nifti_io import nifti_stem
+from utils.archive.pairing import PairJob
+from utils.archive.metadata_sheets import SheetIssue, canonical_id, checked_value, read_metadata_sheet
+from utils.files.safe_names import FieldRule
+from utils.files.spreadsheet import is_missing, require_columns
+from utils.files.yaml_files import load_yaml_file
 
 pd = lazy_import("pandas")
 
@@ -213,7 +213,7 @@ def load_participants(path: Path, rules: VerseRules) -> dict[tuple[str, str], di
 
     When ``verse_ID`` differs from ``subject_ID`` the scan is
     ``sub-verse<subject_ID>_split-verse<verse_ID>``. The table is untrusted
-    input read by the rules of :mod:`utils.metadata_sheets` (as ESO's metadata
+    input read by the rules of :mod:`utils.archive.metadata_sheets` (as ESO's metadata
     sheets): formulas are never evaluated (a live formula is read as its text),
     a subject listed twice with different values gets no value, implausible
     sex/age values (too long, an age outside 0-150) are left empty; every such
@@ -306,7 +306,7 @@ def pair_jobs(
         Grouped dataset folder.
     rules : VerseRules
     allow_resample, overwrite, tol_voxel
-        Passed to each :class:`~utils.pairing.PairJob`.
+        Passed to each :class:`~utils.archive.pairing.PairJob`.
 
     Returns
     -------

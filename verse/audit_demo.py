@@ -18,9 +18,9 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.nifti_io import load_nifti, read_mask, save_nifti
-from utils.sample_info import read_info, write_info
-from utils.synthetic import flip_storage
+from utils.files.nifti_io import load_nifti, read_mask, save_nifti
+from utils.files.sample_info import read_info, write_info
+from utils.archive.synthetic import flip_storage
 
 __all__ = ["PLANTED", "IMPLIED", "plant", "sample_folder", "read_image", "write_image"]
 

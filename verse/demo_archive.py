@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from utils.synthetic import affine_for, blob_stack_mask, ct_like_volume, flip_storage, write_raw_nifti
+from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, flip_storage, write_raw_nifti
 
 __all__ = ["DemoScan", "DEMO_SCANS", "make_demo_archive"]
 

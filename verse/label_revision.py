@@ -13,12 +13,12 @@ import logging
 
 import numpy as np
 
-from utils.atomic import remove_stale_temporaries
-from utils.label_stats import high_label_counts, label_stats
-from utils.labels import check_labels, remap_labels
-from utils.nifti_io import header_descrip, load_nifti, read_mask, save_nifti
-from utils.sample_info import SampleDir, has_step, history_entry, read_info, write_info
-from utils.sample_lock import sample_lock
+from utils.files.atomic import remove_stale_temporaries
+from utils.labels.label_stats import high_label_counts, label_stats
+from utils.labels.label_maps import check_labels, remap_labels
+from utils.files.nifti_io import header_descrip, load_nifti, read_mask, save_nifti
+from utils.files.sample_info import SampleDir, has_step, history_entry, read_info, write_info
+from utils.files.sample_lock import sample_lock
 
 __all__ = ["REVISION_STEP", "REVISION_MARKER", "ALREADY_REVISED", "revise_sample_labels"]
 

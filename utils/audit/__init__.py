@@ -1,4 +1,7 @@
-"""The dataset audit (``utils/audit_dataset.py``): one coded report of everything that looks wrong in a grouped dataset.
+"""The dataset audit: coded findings on geometry, labels, duplicates, intensities, graded by a policy.
+May import: utils.files, utils.geometry, utils.labels, utils.run, utils.archive, utils.dataset, utils.maskqc, utils.review, utils.export, utils.report (never a package above, never a tool).
+
+The dataset audit (``utils/audit_dataset.py``): one coded report of everything that looks wrong in a grouped dataset.
 
 Every sample is read once (:mod:`~utils.audit.measure`: volume and mask, in worker
 processes); what the checks need is kept as per-sample statistics and a small

@@ -69,7 +69,7 @@ _CODES = (
     # --- geometry ----------------------------------------------------------------------------------------------
     Code("READERS_DISAGREE", "error", "geometry",
          "nibabel and ITK (SimpleITK, nnU-Net's default reader, ITK-SNAP, Slicer) place the file's voxels differently "
-         "(reason codes and the largest displacement in values; utils.geometry.check_reader_agreement).",
+         "(reason codes and the largest displacement in values; utils.files.nifti_readers.check_reader_agreement).",
          "Rebuild the sample with routine 02 of this version, which writes one geometry every reader agrees on, or fix "
          "the header (see docs/geometry.md)."),
     Code("HEADER_AMBIGUOUS", "warning", "geometry",

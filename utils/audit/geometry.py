@@ -1,7 +1,7 @@
 """Do nibabel and ITK read a file's geometry the same way? The audit asks the toolkit's geometry module.
 
 The rules both readers apply are written once, in :mod:`utils.geometry` (``docs/geometry.md``):
-:func:`utils.geometry.check_reader_agreement` models nibabel's and ITK's reading of the raw
+:func:`utils.files.nifti_readers.check_reader_agreement` models nibabel's and ITK's reading of the raw
 header and returns whether every voxel centre lands within 0.001 mm under both, with reason codes
 (``NO_SPATIAL_CODES``, ``PIXDIM_SFORM_MISMATCH``, ``SHEARED_SFORM``, ``QFORM_SFORM_MISMATCH``, …).
 The audit never re-implements them: :func:`reader_agreement` turns that verdict into plain data for
@@ -18,16 +18,16 @@ __all__ = ["reader_agreement"]
 
 
 def reader_agreement(img: Any) -> dict[str, Any]:
-    """The reader-agreement verdict of one image as read by :func:`utils.nifti_io.load_nifti` (its raw header).
+    """The reader-agreement verdict of one image as read by :func:`utils.files.nifti_io.load_nifti` (its raw header).
 
     Returns
     -------
     result : dict
-        ``agree`` (bool), ``reasons`` (codes of :data:`utils.geometry.READER_CODES`),
+        ``agree`` (bool), ``reasons`` (codes of :data:`utils.files.nifti_readers.READER_CODES`),
         ``displacement_mm`` (largest distance between the two readings of a voxel centre; None when a
         reader cannot read the file) and ``messages`` (one line per reason).
     """
-    from utils.geometry import check_reader_agreement
+    from utils.files.nifti_readers import check_reader_agreement
 
     verdict = check_reader_agreement(img)
     displacement = float(verdict.displacement_mm)

@@ -11,7 +11,7 @@ fingerprint: spacing, shape, crop to non-zero, foreground intensity statistics).
 
 Cost per sample: decompressing the two files (the I/O floor), then a few passes that
 touch memory once each: min/max, a regular sub-grid of at least 2²⁰ voxels (percentiles,
-thumbnail), the canonical-order CRC, the mask's label histogram (:mod:`utils.label_stats`),
+thumbnail), the canonical-order CRC, the mask's label histogram (:mod:`utils.labels.label_stats`),
 its 3D components in the foreground's box (``cc3d``, all labels in one pass), and the
 volume under the mask inside that box.
 """
@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from utils.aliases import Affine
+from utils.files.aliases import Affine
 from utils.audit import signature as sig
 from utils.audit.geometry import reader_agreement
-from utils.sample_info import SampleDir, read_info
+from utils.files.sample_info import SampleDir, file_stamps, read_info
 
-__all__ = ["VOLUME_PERCENTILES", "RECORD_VERSION", "MeasureJob", "Measurement", "measure_sample", "file_stamps", "label_geometry", "face_names"]
+__all__ = ["VOLUME_PERCENTILES", "RECORD_VERSION", "MeasureJob", "Measurement", "measure_sample", "label_geometry", "face_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,19 +102,6 @@ def _rel(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def file_stamps(sample: SampleDir) -> dict[str, list[int] | None]:
-    """``{volume|mask|info: [size, mtime_ns] or None}``: a stored record is reused only while these are unchanged."""
-    out: dict[str, list[int] | None] = {}
-    for key, path in (("volume", sample.volume), ("mask", sample.mask), ("info", sample.info)):
-        try:
-            st = path.stat()
-        except OSError:
-            out[key] = None
-            continue
-        out[key] = [int(st.st_size), int(st.st_mtime_ns)]
-    return out
-
-
 def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
@@ -159,7 +146,7 @@ def face_names(affine: Affine) -> list[tuple[str, str]]:
 
     ``LPS`` storage: +i points left, so index 0 is the right end of the field of view.
     """
-    from utils.orientation import axis_codes
+    from utils.geometry.orientation import axis_codes
 
     return [(_DIRECTION_WORDS[_OPPOSITE[c]], _DIRECTION_WORDS[c]) for c in axis_codes(affine)]
 
@@ -212,7 +199,7 @@ def label_geometry(
     """
     import cc3d
 
-    from utils.label_stats import label_stats, memory_view, voxel_volume_mm3
+    from utils.labels.label_stats import label_stats, memory_view, voxel_volume_mm3
 
     stats = label_stats(mask)
     box = stats.foreground
@@ -309,7 +296,7 @@ def _face(data: npt.NDArray, axis: int, index: int, lo: list[int], hi: list[int]
 
 def _volume_stats(data: npt.NDArray, sub: npt.NDArray, lo: float, hi: float, path: Path) -> dict[str, Any]:
     """Whole-volume statistics: the exact range ``lo``, ``hi`` (from the canonical pass), the rest from the sub-grid."""
-    from utils.nifti_io import require_finite
+    from utils.files.nifti_io import require_finite
 
     if not (math.isfinite(lo) and math.isfinite(hi)):
         require_finite(data, path)  # raises with the count of NaN/Inf voxels and the first one
@@ -342,7 +329,7 @@ def _foreground_stats(values: npt.NDArray, sub: npt.NDArray) -> dict[str, Any]:
 
 
 def _geometry(img: Any, can: sig.Canonical) -> dict[str, Any]:
-    from utils.orientation import obliquity_deg, orientation_strings, spacing
+    from utils.geometry.orientation import obliquity_deg, orientation_strings, spacing
 
     affine = np.asarray(img.affine, dtype=np.float64)
     sp = spacing(affine)
@@ -372,8 +359,8 @@ def measure_sample(sample: SampleDir, job: MeasureJob) -> Measurement:
         when the info yaml, the volume or the mask cannot be used; whatever was measured
         before the problem stays in the record.
     """
-    from utils.alignment import grid_displacement_mm, grids_match
-    from utils.nifti_io import load_nifti, read_mask, require_3d
+    from utils.geometry.alignment import grid_displacement_mm, grids_match
+    from utils.files.nifti_io import load_nifti, read_mask, require_3d
 
     t0 = time.perf_counter()
     root = Path(job.root_dir)
@@ -443,8 +430,8 @@ def measure_sample(sample: SampleDir, job: MeasureJob) -> Measurement:
 
 
 def _volume_array(img: Any, path: Path) -> npt.NDArray:
-    """The volume's stored values without a copy when unscaled (as :func:`utils.nifti_io.load_nifti` holds them), else float32."""
-    from utils.nifti_io import read_volume
+    """The volume's stored values without a copy when unscaled (as :func:`utils.files.nifti_io.load_nifti` holds them), else float32."""
+    from utils.files.nifti_io import read_volume
 
     if isinstance(img.dataobj, np.ndarray) and img.dataobj.dtype.kind in "iuf":
         return img.dataobj

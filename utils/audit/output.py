@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from utils.atomic import atomic_write_bytes, atomic_write_text
+from utils.files.atomic import atomic_write_bytes, atomic_write_text
 from utils.audit.codes import CODES
 from utils.audit.findings import Finding
 
@@ -79,7 +79,7 @@ def write_xlsx(path: Path, report: dict[str, Any], findings: list[Finding], igno
     """``audit.xlsx``: sheets ``Findings``, ``Summary``, ``Ignored``, ``Samples``."""
     import pandas as pd
 
-    from utils.spreadsheet import write_sheets
+    from utils.files.spreadsheet import write_sheets
 
     summary_rows = [[code, v["severity"], v["count"], v["ignored"], CODES[code].meaning] for code, v in report["summary"]["by_code"].items()]
     per_sample: dict[str, dict[str, int]] = {}

@@ -23,7 +23,7 @@ user's ``--policy FILE``. A policy file reads::
 
 Unknown keys, codes, severities and non-numeric thresholds are refused with one
 line naming the file and the entry (a typo must not silently switch a check off).
-YAML is read by :func:`utils.yaml_files.load_yaml_file`.
+YAML is read by :func:`utils.files.yaml_files.load_yaml_file`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utils.aliases import PathLike
+from utils.files.aliases import PathLike
 from utils.audit.codes import CODES, GRADES
-from utils.metadata_sheets import AGE_COLUMNS, SEX_COLUMNS
-from utils.yaml_files import load_yaml_file
+from utils.archive.metadata_sheets import AGE_COLUMNS, SEX_COLUMNS
+from utils.files.yaml_files import load_yaml_file
 
 __all__ = [
     "AUDIT_FILE",
@@ -76,7 +76,7 @@ DIRECTIONS: dict[str, tuple[int, float]] = {
 }  # fmt: skip
 
 _TOP_KEYS = ("thresholds", "severity", "anatomy", "metadata", "ignore")
-#: Default metadata keys: the sex and age column names the metadata readers recognise (utils/metadata_sheets.py).
+#: Default metadata keys: the sex and age column names the metadata readers recognise (utils/archive/metadata_sheets.py).
 _DEFAULT_METADATA = {"sex_keys": list(SEX_COLUMNS), "age_keys": list(AGE_COLUMNS), "scan_order": None}
 
 

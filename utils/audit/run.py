@@ -21,12 +21,12 @@ from utils.audit import output
 from utils.audit.checks import AuditContext, distribution_findings, sample_findings
 from utils.audit.codes import CODES
 from utils.audit.findings import Finding, Graded, fails, grade, summary
-from utils.audit.measure import RECORD_VERSION, MeasureJob, Measurement, file_stamps
+from utils.audit.measure import RECORD_VERSION, MeasureJob, Measurement
 from utils.audit.pairs import metadata_findings, pair_findings
 from utils.audit.policy import IgnoreRule, Policy, dataset_policy_file, load_policy
-from utils.cli import plural
-from utils.output_paths import portable_path
-from utils.sample_info import SampleDir
+from utils.run.cli import plural
+from utils.files.output_paths import portable_path
+from utils.files.sample_info import SampleDir, file_stamps
 
 __all__ = ["AuditSetup", "AuditResult", "prepare", "run_audit", "read_split_sheets"]
 
@@ -78,7 +78,7 @@ def read_split_sheets(path: Path) -> dict[str, dict[str, str]]:
     """
     import pandas as pd
 
-    from utils.spreadsheet import MAIN_SHEET
+    from utils.files.spreadsheet import MAIN_SHEET
 
     try:
         with pd.ExcelFile(path, engine="openpyxl") as xls:
@@ -106,7 +106,7 @@ def read_split_sheets(path: Path) -> dict[str, dict[str, str]]:
 
 def _choose_dataset(name: str, samples: list[SampleDir]) -> tuple[str, Any]:
     from utils.report.dataset_profile import GENERIC, available_profiles, detect_profile
-    from utils.sample_info import read_info
+    from utils.files.sample_info import read_info
 
     profiles = available_profiles()
     if name != "auto":
@@ -145,13 +145,13 @@ def prepare(
         Anything that makes the input as a whole unusable (one line naming the file).
     """
     from utils.export.descriptor import DESCRIPTORS_DIR, DatasetDescriptor
-    from utils.labels import LabelMap
-    from utils.output_paths import (
+    from utils.labels.label_maps import LabelMap
+    from utils.files.output_paths import (
         archive_of_dataset,
         check_not_inside,
         check_output_dir,
     )
-    from utils.sample_info import find_samples
+    from utils.files.sample_info import find_samples
 
     root_dir, output_dir = Path(root_dir), Path(output_dir)
     samples = find_samples(root_dir)
@@ -238,7 +238,7 @@ def measure_job(setup: AuditSetup) -> MeasureJob:
 
 
 def _measure_all(setup: AuditSetup, *, workers: int, dask_scheduler: str | None, show_progress: bool, recompute: bool) -> list[Measurement]:
-    from utils.cli import run_per_sample
+    from utils.run.cli import run_per_sample
     from utils.report.sample import sample_key
 
     job = measure_job(setup)

@@ -34,8 +34,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from utils.aliases import Affine
-from utils.lazy_import import lazy_import
+from utils.files.aliases import Affine
+from utils.files.lazy_import import lazy_import
 
 nib = lazy_import("nibabel")
 

@@ -1,4 +1,7 @@
-"""Release diff (``utils/diff_datasets.py``): what changed between two releases of a grouped dataset.
+"""The release diff: samples added, removed, renamed and changed between two grouped datasets.
+May import: utils.files, utils.geometry, utils.labels, utils.run, utils.archive, utils.dataset, utils.maskqc, utils.review, utils.export, utils.report, utils.audit (never a package above, never a tool).
+
+Release diff (``utils/diff_datasets.py``): what changed between two releases of a grouped dataset.
 
 Samples are matched by ID (their folder name). A sample only in the old release is *removed*,
 only in the new one *added* — unless the same volume voxels (by hash) appear under another ID:

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from utils.alignment import GRID_TOL_VOXEL, grid_displacement_mm, grids_match
+from utils.geometry.alignment import GRID_TOL_VOXEL, grid_displacement_mm, grids_match
 from utils.diff.fingerprint import file_sha256, voxel_digest
-from utils.label_stats import label_stats, voxel_volume_mm3
-from utils.nifti_io import load_header, load_nifti, memory_slabs, read_mask, read_volume, require_3d
-from utils.orientation import spacing
+from utils.labels.label_stats import label_stats, voxel_volume_mm3
+from utils.files.nifti_io import load_header, load_nifti, memory_slabs, read_mask, read_volume, require_3d
+from utils.geometry.orientation import spacing
 from utils.report.sample import plain
-from utils.sample_info import SampleDir, read_info
+from utils.files.sample_info import SampleDir, read_info
 
 __all__ = ["SKIPPED_INFO_KEYS", "SKIPPED_MANIFEST_COLUMNS", "SamplePair", "compare_pair", "joint_label_histogram", "changed_fields", "volume_fingerprint"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.aliases import PathLike
+from utils.files.aliases import PathLike
 
 __all__ = ["file_sha256", "voxel_digest"]
 
@@ -47,7 +47,7 @@ def voxel_digest(img) -> str:
     Parameters
     ----------
     img : nibabel image
-        As returned by :func:`utils.nifti_io.load_nifti` (data in memory).
+        As returned by :func:`utils.files.nifti_io.load_nifti` (data in memory).
 
     Returns
     -------

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from utils.aliases import PathLike
-from utils.atomic import atomic_write_text
+from utils.files.aliases import PathLike
+from utils.files.atomic import atomic_write_text
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "diff_json_text", "write_diff_json", "read_diff_json"]
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from utils.alignment import GRID_TOL_VOXEL
-from utils.cli import RunReport, run_per_sample
+from utils.geometry.alignment import GRID_TOL_VOXEL
+from utils.run.cli import RunReport, run_per_sample
 from utils.diff.compare import SamplePair, compare_pair, volume_fingerprint
 from utils.diff.report_json import FORMAT, FORMAT_VERSION
 from utils.report.sample import plain, sample_key
-from utils.sample_info import SampleDir, find_samples
+from utils.files.sample_info import SampleDir, find_samples
 
 __all__ = ["STATUSES", "DiffResult", "diff_datasets", "read_manifest_rows"]
 
@@ -68,8 +68,8 @@ def read_manifest_rows(manifest: Path | None) -> dict[str, dict[str, Any]]:
     """
     if manifest is None:
         return {}
-    from utils.splits import check_sample_ids
-    from utils.spreadsheet import read_sheet
+    from utils.dataset.splits import check_sample_ids
+    from utils.files.spreadsheet import read_sheet
 
     frame = read_sheet(manifest)
     check_sample_ids(frame)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from utils.lazy_import import lazy_import
+from utils.files.lazy_import import lazy_import
 
 pd = lazy_import("pandas")
 

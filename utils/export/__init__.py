@@ -1,4 +1,7 @@
-"""Exports of a split of the clean dataset to the training frameworks.
+"""Training exports (nnU-Net v2, MONAI, SAT-DS) and the framework statistics (nnU-Net fingerprint, MONAI data stats).
+May import: utils.files, utils.geometry, utils.labels, utils.run, utils.archive, utils.dataset, utils.maskqc, utils.review (never a package above, never a tool).
+
+Exports of a split of the clean dataset to the training frameworks.
 
 - :mod:`utils.export.descriptor` — dataset-level facts (``descriptors/<dataset>/dataset.yaml``)
 - :mod:`utils.export.cases` — the split's samples as export cases, patient and label checks

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from utils.files.safe_names import CASE_ID_RE
 from utils.export.descriptor import DatasetDescriptor
-from utils.labels import Label, LabelError, LabelMap
-from utils.splits import SUBSETS
-from utils.spreadsheet import is_missing, parse_list
+from utils.labels.label_maps import Label, LabelError, LabelMap
+from utils.dataset.splits import SUBSETS
+from utils.files.spreadsheet import is_missing, parse_list
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,8 +47,6 @@ __all__ = [
     "check_label_map_matches_manifest",
 ]
 
-#: Case identifiers become file names (``{case}_0000.nii.gz``): letters, digits, ``.``, ``_``, ``-``.
-CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _BINARY_COLUMN_RE = re.compile(r"^mask_(\d{2,3})_([A-Za-z0-9-]+)$")
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.sample_info import read_info
+from utils.files.sample_info import read_info
 
 __all__ = ["DESCRIPTORS_DIR", "DatasetDescriptor", "available_datasets", "detect_dataset"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from utils.label_stats import Box, memory_view
+from utils.labels.label_stats import Box, memory_view
 
 __all__ = ["VolumeExtents", "volume_extents", "box_shape", "box_intersection"]
 

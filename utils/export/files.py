@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from utils.atomic import atomic_path, atomic_write_text
+from utils.files.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "LINK_MODES",

@@ -11,7 +11,7 @@ in sorted order) it does, with its default reader ``SimpleITKIO``:
 1. read image and label as float32 arrays in SimpleITK's axis order, the
    reverse of the NIfTI array axes, and the spacing reversed likewise (ITK's
    spacing of a NIfTI file is its ``pixdim`` scaled to mm by the header's unit:
-   :func:`utils.geometry.readers.itk_spacing`);
+   :func:`utils.files.nifti_readers.itk_spacing`);
 2. ``crop_to_nonzero``: crop both to the bounding box of the image's non-zero
    voxels (holes filled first, which cannot change that box; an all-zero image
    keeps its full box);
@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from utils.export.extents import box_intersection, box_shape
 from utils.export.value_stats import lerp, percentile_ranks
-from utils.label_stats import Box
+from utils.labels.label_stats import Box
 
 __all__ = [
     "FINGERPRINT_NAME",
@@ -165,7 +165,7 @@ def case_fingerprint(
     mask : (I, J, K) ndarray of uint8
         The label, on the image's grid.
     zooms : tuple of float
-        The image's spacing as SimpleITK reads it, array axis order (:func:`utils.geometry.readers.itk_spacing`).
+        The image's spacing as SimpleITK reads it, array axis order (:func:`utils.files.nifti_readers.itk_spacing`).
     num_samples : int
         Draws for this case (:func:`samples_per_case`).
     nonzero : Box or None

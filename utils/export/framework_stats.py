@@ -41,16 +41,16 @@ from typing import Any
 
 import numpy as np
 
-from utils.atomic import atomic_write_text
+from utils.files.atomic import atomic_write_text
 from utils.export import fingerprint as nnfp
 from utils.export import monai_stats
 from utils.export.cases import ExportCase
 from utils.export.extents import volume_extents
 from utils.export.files import json_text, place_file
 from utils.export.verify import CheckedCase
-from utils.geometry.readers import itk_spacing
-from utils.nifti_io import NiftiError
-from utils.yaml_files import dump_yaml
+from utils.files.nifti_readers import itk_spacing
+from utils.files.nifti_io import NiftiError
+from utils.files.yaml_files import dump_yaml
 
 __all__ = [
     "METHOD_VERSION",

@@ -60,8 +60,8 @@ from utils.export.value_stats import (
     ValueSummary,
     summarize_values,
 )
-from utils.label_stats import Box, memory_view
-from utils.lazy_import import lazy_import
+from utils.labels.label_stats import Box, memory_view
+from utils.files.lazy_import import lazy_import
 
 nib = lazy_import("nibabel")
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.atomic import atomic_write_text
-from utils.cli import RunReport, run_per_sample
+from utils.files.atomic import atomic_write_text
+from utils.run.cli import RunReport, run_per_sample
 from utils.export import FORMATS, monai_datalist, nnunet, satds
 from utils.export.cases import (
     CASE_ID_RE,
@@ -47,13 +47,13 @@ from utils.export.descriptor import DESCRIPTORS_DIR, DatasetDescriptor, detect_d
 from utils.export.files import StagedFolder, commit_folders, place_file, write_json
 from utils.export.framework_stats import StatsPlan, StatsRequest, case_statistics
 from utils.export.verify import read_checked_case
-from utils.labels import LabelMap, remap_labels
-from utils.nifti_io import load_nifti, read_mask, save_nifti
-from utils.output_paths import archive_of_dataset, check_not_inside, portable_path
+from utils.labels.label_maps import LabelMap, remap_labels
+from utils.files.nifti_io import load_nifti, read_mask, save_nifti
+from utils.files.output_paths import archive_of_dataset, check_not_inside, portable_path
 from utils.review.exclusion import EXPORT_RECORD, Exclusion, export_record, select_reviewed
 from utils.review.review_file import QcReview
-from utils.splits import SUBSETS
-from utils.spreadsheet import read_sheet
+from utils.dataset.splits import SUBSETS
+from utils.files.spreadsheet import read_sheet
 
 __all__ = ["FORMATS", "FileJob", "CaseJob", "ExportResult", "default_label_map", "export_split"]
 

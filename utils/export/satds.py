@@ -29,7 +29,7 @@ from pathlib import Path
 
 from utils.export.cases import ExportCase, LabelPlan
 from utils.export.descriptor import DatasetDescriptor
-from utils.splits import SUBSETS
+from utils.dataset.splits import SUBSETS
 
 __all__ = ["jsonl_name", "remapped_mask", "records", "split_json", "moved_records"]
 

@@ -12,7 +12,7 @@ errors, found before anything is written, in one line naming the file:
   volume's grid: voxel centres within ``SAME_GRID_TOL_MM`` for the header's
   affine and for its qform (what some readers use), and equal voxel spacings;
 - both: a header that nibabel and ITK (nnU-Net's default reader) read alike
-  (:func:`utils.geometry.check_reader_agreement`): a file edited by hand after
+  (:func:`utils.files.nifti_readers.check_reader_agreement`): a file edited by hand after
   routine 02 is refused rather than exported with two geometries.
 
 ``headers_only=True`` reads the headers only (shape, grids, spacing) and takes
@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from utils.alignment import grid_displacement_mm
-from utils.dataset_manifest import SAME_GRID_TOL_MM
+from utils.geometry.alignment import grid_displacement_mm
+from utils.dataset.manifest import SAME_GRID_TOL_MM
 from utils.export.cases import ExportCase
-from utils.geometry.readers import check_reader_agreement
-from utils.label_stats import LabelStats, label_stats
-from utils.nifti_io import NiftiError, load_header, load_nifti, read_mask, require_3d
+from utils.files.nifti_readers import check_reader_agreement
+from utils.labels.label_stats import LabelStats, label_stats
+from utils.files.nifti_io import NiftiError, load_header, load_nifti, read_mask, require_3d
 
 __all__ = ["CheckedCase", "check_case", "check_pair_geometry", "read_checked_case", "require_readers_agree"]
 

@@ -1,6 +1,6 @@
 """Routine 02's decision for each header problem, and messages that name the cause.
 
-:func:`resolve_file_geometry` takes an archive file read by :mod:`utils.nifti_io`
+:func:`resolve_file_geometry` takes an archive file read by :mod:`utils.files.nifti_io`
 and returns the voxel-to-world matrix routine 02 uses for it, or refuses it:
 
 ====================== ===================================================== ===============================
@@ -21,7 +21,7 @@ QFAC_INVALID,          nibabel's reading; warning                            —
 INVALID_XFORM_CODE
 ====================== ===================================================== ===============================
 
-Every output is written with a header both readers read alike (:func:`utils.nifti_io.save_nifti`).
+Every output is written with a header both readers read alike (:func:`utils.files.nifti_io.save_nifti`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from utils.aliases import Affine, PathLike
-from utils.geometry.readers import READER_TOL_MM, ReaderAgreement, check_reader_agreement
+from utils.files.aliases import Affine, PathLike
+from utils.files.nifti_readers import READER_TOL_MM, ReaderAgreement, check_reader_agreement
 
 __all__ = [
     "UNCODED_CHOICES",
@@ -117,7 +117,7 @@ def resolve_file_geometry(img, path: PathLike, options: GeometryOptions = Geomet
     Parameters
     ----------
     img : nibabel image
-        Read by :mod:`utils.nifti_io` (its raw header in ``img.extra``).
+        Read by :mod:`utils.files.nifti_io` (its raw header in ``img.extra``).
     path : str or Path
         The file, for messages.
     options : GeometryOptions
@@ -230,7 +230,7 @@ def explain_mismatch(mask, mask_geometry: FileGeometry, volume_shape: tuple[int,
         The cause and what to do (replaces the generic advice of the refusal), or ``''`` when no
         reading makes the grids match.
     """
-    from utils.alignment import AlignmentError, align_mask_to_volume
+    from utils.geometry.alignment import AlignmentError, align_mask_to_volume
 
     def views(geo: FileGeometry) -> list[tuple[str, Affine]]:
         a = geo.agreement

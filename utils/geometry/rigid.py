@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from utils.aliases import Affine
-from utils.lazy_import import lazy_import
+from utils.files.aliases import Affine
+from utils.files.lazy_import import lazy_import
 
 ndimage = lazy_import("scipy.ndimage")
 

@@ -1,4 +1,7 @@
-"""The dataset QC report (``utils/qc_report.py``): one picture per sample, ``index.html`` and the dataset card.
+"""The QC report: planes, pictures, statistics, the dataset card and the offline page.
+May import: utils.files, utils.geometry, utils.labels, utils.run, utils.archive, utils.dataset, utils.maskqc, utils.review, utils.export (never a package above, never a tool).
+
+The dataset QC report (``utils/qc_report.py``): one picture per sample, ``index.html`` and the dataset card.
 
 Modules
 -------

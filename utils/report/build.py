@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utils.aliases import PathLike
-from utils.atomic import atomic_write_text
-from utils.cli import RunReport, run_per_sample
-from utils.labels import LabelMap
+from utils.files.aliases import PathLike
+from utils.files.atomic import atomic_write_text
+from utils.run.cli import RunReport, run_per_sample
+from utils.labels.label_maps import LabelMap
 from utils.report.card import DatasetCard, card_json, write_card
 from utils.report.diff_section import diff_section
 from utils.report.page import render_index
@@ -20,7 +20,7 @@ from utils.report.findings import AuditFindings
 from utils.report.sample import SampleJob, SampleRecord, plain, sample_key
 from utils.report.stats import label_table, resolution_table, summary_table
 from utils.review.review_file import QcReview, report_digest
-from utils.sample_info import SampleDir, read_info
+from utils.files.sample_info import SampleDir, read_info
 
 __all__ = ["ReportOutputs", "build_report", "read_small_regions", "INDEX_HTML", "CARD_MD", "CARD_JSON"]
 
@@ -56,7 +56,7 @@ def read_small_regions(path: PathLike) -> dict[str, int]:
     FileNotFoundError, ValueError
         Missing or unreadable workbook, or no ``ID`` column.
     """
-    from utils.spreadsheet import read_sheet
+    from utils.files.spreadsheet import read_sheet
 
     frame = read_sheet(path)
     if "ID" not in frame.columns:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from utils.aliases import PathLike
-from utils.atomic import atomic_write_text
+from utils.files.aliases import PathLike
+from utils.files.atomic import atomic_write_text
 
 __all__ = ["DatasetCard", "card_markdown", "card_json", "write_card", "format_triple", "format_volume"]
 

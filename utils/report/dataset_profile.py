@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from utils.yaml_files import load_yaml_file
+from utils.files.yaml_files import load_yaml_file
 
 __all__ = ["DESCRIPTORS_DIR", "Window", "ReportProfile", "GENERIC", "available_profiles", "load_profile", "detect_profile"]
 

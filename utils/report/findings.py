@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from utils.aliases import PathLike
+from utils.files.aliases import PathLike
 
 __all__ = ["AuditFindings", "load_audit", "default_audit_path", "findings_section", "audit_flags_html", "FLAG_CSS"]
 
@@ -79,8 +79,7 @@ class AuditFindings:
 
         Only when the report and the audit look at the same folder (findings matched by path).
         """
-        from utils.audit.measure import file_stamps
-        from utils.sample_info import SampleDir
+        from utils.files.sample_info import SampleDir, file_stamps
 
         if self.by_id:
             return

@@ -27,8 +27,8 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
-from utils.aliases import Affine
-from utils.orientation import spacing as affine_spacing
+from utils.files.aliases import Affine
+from utils.geometry.orientation import spacing as affine_spacing
 
 __all__ = ["VIEWS", "View", "DisplayAxes", "display_axes", "centre_index", "plane_index", "extract_plane"]
 

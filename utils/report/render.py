@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from utils.aliases import PathLike
-from utils.atomic import atomic_write_bytes
+from utils.files.aliases import PathLike
+from utils.files.atomic import atomic_write_bytes
 from utils.report.planes import View
 
 __all__ = ["label_color", "Panel", "Picture", "LegendEntry", "compose_picture", "png_bytes", "write_png", "GREY_LEVELS"]

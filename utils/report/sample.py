@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from utils.cli import SampleError
-from utils.labels import LabelMap
+from utils.run.cli import SampleError
+from utils.labels.label_maps import LabelMap
 from utils.report.planes import VIEWS, DisplayAxes, centre_index, display_axes, extract_plane, plane_index
 from utils.report.dataset_profile import Window
 from utils.report.render import LegendEntry, Panel, compose_picture, write_png
 from utils.report.stats import LabelMeasure, measure_labels
-from utils.sample_info import SampleDir, read_info
+from utils.files.sample_info import SampleDir, read_info
 
 __all__ = ["SampleRecord", "SampleJob", "report_sample", "image_path", "sample_key", "plain", "QFORM_WARNING"]
 
@@ -189,7 +189,7 @@ def _flags(info: dict[str, Any], key: str, sample_id: str, job: SampleJob, unkno
 
 
 def stored_voxels(img: Any) -> np.ndarray:
-    """The stored (unscaled) voxel array of a NIfTI image, without a copy for images of :func:`utils.nifti_io.load_nifti`.
+    """The stored (unscaled) voxel array of a NIfTI image, without a copy for images of :func:`utils.files.nifti_io.load_nifti`.
 
     ``load_nifti`` decompresses an unscaled file straight into the array the image
     holds, so that array is returned as it is; a scaled image is read through
@@ -248,9 +248,9 @@ def report_sample(sample: SampleDir, job: SampleJob) -> SampleRecord:
         Unreadable info yaml, volume or mask, not 3D, non-integer mask values, or a mask
         on another grid than the volume; the message names the file.
     """
-    from utils.alignment import grid_displacement_mm, grids_match
-    from utils.nifti_io import load_nifti, read_mask, require_3d
-    from utils.orientation import obliquity_deg, orientation_strings, OBLIQUE_TOL_DEG
+    from utils.geometry.alignment import grid_displacement_mm, grids_match
+    from utils.files.nifti_io import load_nifti, read_mask, require_3d
+    from utils.geometry.orientation import obliquity_deg, orientation_strings, OBLIQUE_TOL_DEG
 
     t0 = time.perf_counter()
     key = sample_key(sample, job.root_dir)

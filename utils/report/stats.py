@@ -2,7 +2,7 @@
 
 Volumes are voxel counts times the voxel volume ``|det(affine[:3, :3])|`` (mm³;
 cm³ = mm³ / 1000 in the tables). Counts and boxes come from the shared label
-core :mod:`utils.label_stats` (no whole-volume int64 or float64 copy).
+core :mod:`utils.labels.label_stats` (no whole-volume int64 or float64 copy).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from utils.aliases import Affine
-from utils.labels import LabelMap
+from utils.files.aliases import Affine
+from utils.labels.label_maps import LabelMap
 
 __all__ = [
     "LabelMeasure",
@@ -64,7 +64,7 @@ class LabelMeasure:
 
 
 def measure_labels(mask: npt.NDArray[np.uint8], affine: Affine, threads: int = 1) -> LabelMeasure:
-    """Voxel count and bounding box of every foreground label of a uint8 mask (:mod:`utils.label_stats`).
+    """Voxel count and bounding box of every foreground label of a uint8 mask (:mod:`utils.labels.label_stats`).
 
     Parameters
     ----------
@@ -74,7 +74,7 @@ def measure_labels(mask: npt.NDArray[np.uint8], affine: Affine, threads: int = 1
     threads : int
         Threads for the box scan.
     """
-    from utils.label_stats import label_stats, voxel_volume_mm3
+    from utils.labels.label_stats import label_stats, voxel_volume_mm3
 
     if mask.dtype != np.uint8 or mask.ndim != 3:
         raise TypeError(f"3D uint8 mask expected, got {mask.ndim}D {mask.dtype}")

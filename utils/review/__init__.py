@@ -1,4 +1,7 @@
-"""The QC review loop: a reviewer's verdicts from the QC page, read back by the tools that use them.
+"""The QC review loop: the review file, its options, samples marked fail left out.
+May import: utils.files, utils.geometry, utils.labels, utils.run, utils.archive, utils.dataset, utils.maskqc (never a package above, never a tool).
+
+The QC review loop: a reviewer's verdicts from the QC page, read back by the tools that use them.
 
 The QC page (``utils/qc_report.py``) lets a reviewer mark every sample ``pass``, ``fail`` or
 ``unsure`` with a note and download the marks as ``qc_review.yaml`` (the contract is in

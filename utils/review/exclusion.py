@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from utils.output_paths import portable_path
+from utils.files.output_paths import portable_path
 from utils.review.review_file import QcReview, ReviewEntry
-from utils.splits import write_split_sheet
-from utils.spreadsheet import read_sheet, require_columns
+from utils.dataset.splits import write_split_sheet
+from utils.files.spreadsheet import read_sheet, require_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,7 +146,7 @@ def write_reviewed_split(
 ) -> list[Exclusion]:
     """Write a split sheet without the samples the review marks ``fail``, and record them.
 
-    With no review and no earlier record, this is exactly :func:`utils.splits.write_split_sheet`
+    With no review and no earlier record, this is exactly :func:`utils.dataset.splits.write_split_sheet`
     (the same bytes as before the review loop existed). Otherwise the split sheet and the
     :data:`RECORD_SHEET` rows of this split are written in one atomic rewrite of the workbook.
 
@@ -170,7 +170,7 @@ def write_reviewed_split(
     Raises
     ------
     ValueError
-        As :func:`utils.splits.write_split_sheet`, a split named like :data:`RECORD_SHEET`, or a
+        As :func:`utils.dataset.splits.write_split_sheet`, a split named like :data:`RECORD_SHEET`, or a
         record sheet without its columns.
     """
     if split_name == RECORD_SHEET:

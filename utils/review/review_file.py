@@ -40,9 +40,9 @@ from typing import Any
 
 import yaml
 
-from utils.aliases import PathLike
-from utils.export.cases import CASE_ID_RE
-from utils.yaml_files import parse_yaml, yaml_error_line
+from utils.files.aliases import PathLike
+from utils.files.safe_names import CASE_ID_RE
+from utils.files.yaml_files import parse_yaml, yaml_error_line
 
 __all__ = [
     "REVIEW_FILE_NAME",
@@ -386,7 +386,7 @@ def load_review(path: PathLike, *, today: _dt.date | None = None) -> QcReview:
     except (OSError, UnicodeDecodeError) as exc:
         raise ReviewFileError(str(path), [f"cannot be read as UTF-8 text ({exc})"]) from exc
     try:
-        data = parse_yaml(text, _UniqueKeyLoader, duplicate_keys=False)  # safe loader; aliases bounded (utils/yaml_files.py)
+        data = parse_yaml(text, _UniqueKeyLoader, duplicate_keys=False)  # safe loader; aliases bounded (utils/files/yaml_files.py)
     except yaml.YAMLError as exc:
         raise ReviewFileError(str(path), [f"not valid YAML ({yaml_error_line(exc)})"]) from exc
     return parse_review(data, str(path), today=today)
