@@ -1,6 +1,6 @@
 """Root pytest configuration: which library modules the doctest collection (``--doctest-modules``) imports.
 
-``pytest.ini`` collects the docstring examples of the library packages (``utils``, ``verse``, ``nme``,
+``pyproject.toml`` collects the docstring examples of the library packages (``utils``, ``verse``, ``nme``,
 ``eso``). Only modules that hold an example (a ``>>>`` line) are imported for it: the command-line scripts
 (``utils/qc_report.py``, ``verse/01_….py`` …) and heavy modules without examples are never imported just
 to find none. The test suite itself (``tests/``) is collected as usual.

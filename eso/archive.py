@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from utils.files.aliases import PathLike
 from utils.geometry.alignment import GRID_TOL_VOXEL

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from utils.files.aliases import PathLike
 from utils.geometry.alignment import GRID_TOL_VOXEL

@@ -349,7 +349,7 @@ def test_a_review_marked_pass_accepts_findings_with_the_note_as_reason(small, tm
     ignored = [f for f in report["ignored"] if f["code"] == "LABEL_ORDER"]
     assert bool(ignored) == accepted
     if accepted:
-        assert ignored[0]["reason"].startswith(f"marked pass by A. Reviewer on ") and note in ignored[0]["reason"]
+        assert ignored[0]["reason"].startswith("marked pass by A. Reviewer on ") and note in ignored[0]["reason"]
         assert report["review"]["source"] == "../descriptor/qc_review.yaml"
     assert ("matched no finding" in caplog.text) == (note == "LABEL_AT_FOV_EDGE only")
     assert audit(small, tmp_path / "out2", "--no_review")[0] == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import nibabel as nib
 import numpy as np
 import pytest
 from openpyxl import load_workbook

@@ -251,3 +251,13 @@ def test_every_docs_page_is_linked_from_the_readme() -> None:
 def test_readme_stays_short() -> None:
     lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES
+
+
+def test_ci_runs_the_readmes_test_command_with_the_linter_first():
+    """``.ci/run`` runs the README's second command (pip quietly); ``ruff check`` runs before the tests."""
+    blocks = re.findall(r"^```sh\n(.*?)\n```", (REPO / "README.md").read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+    test_command = blocks[1]
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()[-1]
+    assert ci == test_command.replace("pip install -r", "pip install -q -r")
+    assert test_command.endswith("&& ruff check . && python -m pytest")
+    assert re.search(r"^ruff==\d+\.\d+\.\d+$", (REPO / "requirements-dev.txt").read_text(encoding="utf-8"), re.MULTILINE)

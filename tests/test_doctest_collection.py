@@ -1,6 +1,6 @@
 """The docstring examples of the library are collected and run by pytest, and collecting them is cheap.
 
-``pytest.ini`` adds ``--doctest-modules`` for ``utils``, ``verse``, ``nme`` and ``eso``; the root
+``pyproject.toml`` adds ``--doctest-modules`` for ``utils``, ``verse``, ``nme`` and ``eso``; the root
 ``conftest.py`` lets pytest import only the modules that hold an example. Here a separate interpreter
 collects them and reports what it imported: every example is found (an AST scan written here, not
 pytest's finder, lists them), and no command-line script is imported to find none.

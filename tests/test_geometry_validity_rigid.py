@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from utils.geometry.rigid import PERPENDICULAR_TOL, nearest_rigid_affine, resample_onto
 from utils.files.nifti_validity import affine_problem, header_refusal

@@ -4,7 +4,6 @@ and routines that resume: routine 02 skips up-to-date samples, binary masks are 
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import stat

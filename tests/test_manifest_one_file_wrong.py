@@ -129,7 +129,6 @@ def test_verse_05_names_the_one_wrong_file(grouped, caplog, wrong, role):
     assert code == 1
     assert not (root / "dataset_manifest.xlsx").exists()
     assert len([line for line in log.splitlines() if path.name in line and "bad01" in line]) >= 1
-    import re
 
     assert re.search(pattern.format(name=re.escape(str(path))), log), log
     assert "ok01" not in log

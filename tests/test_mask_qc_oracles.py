@@ -32,7 +32,7 @@ PLUS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
 def test_the_reference_imports_nothing_from_the_code_it_checks():
-    tree = ast.parse((REPO / "utils" / "mask_qc_reference.py").read_text(encoding="utf-8"))
+    tree = ast.parse((REPO / "utils" / "maskqc" / "reference.py").read_text(encoding="utf-8"))
     type_checking = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
                      for n in ast.walk(node)}  # fmt: skip
     imported = set()
@@ -126,7 +126,7 @@ def test_small_region_volume_threshold_is_strict_and_in_mm3(thresh, expected):
     found = small_regions(region_mask(), affine, float(thresh))
     assert {lab: sorted(r["voxel_count"] for r in recs) for lab, recs in found.items()} == expected
     assert naive_small_region_count(region_mask(), affine, float(thresh)) == expected
-    for lab, recs in found.items():
+    for recs in found.values():
         for r in recs:
             assert r["volume_mm3"] == pytest.approx(r["voxel_count"] * 0.5, rel=1e-12)
 

@@ -125,7 +125,7 @@ def vertebra_column_mask(
     ``holes`` 1-3 voxel holes.
     """
     rng = np.random.default_rng(seed)
-    I, J, K = shape
+    I, J, K = shape  # noqa: E741  the axes as the docstring names them
     mask = np.zeros(shape, np.uint8, order="F")
     h, w, left = 150, 190, 60  # in-plane crop of one vertebra; the body centre is ``left`` voxels from its j start
     ii, jj = np.mgrid[-h // 2 : h // 2, -left : w - left].astype(np.float32)

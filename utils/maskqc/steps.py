@@ -53,7 +53,7 @@ from utils.labels.binary_masks import binary_mask_of
 from utils.run.cli import RunReport, SampleError, plural, run_per_sample
 from utils.labels.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, small_regions
 from utils.maskqc.label_fusion import fuse_label_changes
-from utils.labels.label_stats import label_boxes, label_stats, map_threads
+from utils.labels.label_stats import label_boxes, label_stats
 from utils.files.output_paths import archive_of_dataset, check_not_inside, check_output_dir
 from utils.files.nifti_io import load_nifti, read_mask, read_volume, save_nifti
 from utils.files.sample_info import BINARY_MASKS_FROM, SampleDir, file_stamp, find_samples, history_entry, read_info, record_mask_labels, recorded_mask_labels, write_info
