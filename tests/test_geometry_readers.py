@@ -401,3 +401,14 @@ def test_geometry_of_both_readers_in_the_oracle_helpers_agree_for_a_plain_file(t
     path = write_header_file(tmp_path / "plain.nii", header(BASE), volume_data())
     assert nibabel_geometry(path)["size"].tolist() == list(SHAPE)
     assert reader_gaps(path)["corner_mm"] < 1e-5
+
+
+def test_a_path_is_refused_with_the_reader_to_use(tmp_path):
+    # utils/files/ reads files in nifti_io, which uses this module: the check takes what nifti_io read
+    path = _write(tmp_path, "p", CASES["pixdim_vs_sform"][0])
+    for source in (path, str(path)):
+        with pytest.raises(TypeError) as info:
+            check_reader_agreement(source)
+        assert str(info.value) == (f"a nibabel image or header is needed, not the path {path}: "
+                                   "read it with utils.files.nifti_io.load_header")  # fmt: skip
+    assert check_reader_agreement(load_header(path)).reasons == ("PIXDIM_SFORM_MISMATCH",)
