@@ -139,6 +139,15 @@ def test_a_non_finite_sform_is_not_affine_for_itk_and_the_summary_says_a_reading
     assert result.summary().startswith("readers disagree: a reading has non-finite values; ")
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_non_finite_sform_gets_no_scale_warning_itk_warns_only_of_an_affine_sform(value):
+    h = header(BASE, qcode=1, scode=2)
+    h["srow_x"][0] = value  # an infinite column norm would look like a scale mismatch if the sform counted as affine
+    view = itk_view(h)
+    assert (view.matrix, view.note) == ("qform", "")
+    assert np.allclose(view.affine, h.get_qform())
+
+
 def test_an_sform_beyond_double_precision_condition_is_not_affine_as_in_simpleitk(tmp_path):
     h = header(BASE, qcode=1, scode=1)
     h.set_sform(np.diag([-1e8, -1.0, 1e-9, 1.0]), code=1)  # singular values 1e8 and 1e-9: condition 1e17; a scanner sform ITK would take
