@@ -10,6 +10,7 @@ beside the repository, not in it) are checked when that folder is present.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -148,7 +149,8 @@ def broken_links(page: Path, repo: Path = REPO, shared: Path = SHARED) -> list[s
         if not raw or EXTERNAL.match(raw):
             continue
         path_part, _, anchor = raw.partition("#")
-        target = (page.parent / unquote(path_part)).resolve() if path_part else page
+        # normalised, not resolved: ../shared may be a link to the specs elsewhere, and is still ../shared
+        target = Path(os.path.normpath(page.parent / unquote(path_part))) if path_part else page
         where = f"{name}:{number}: {raw}"
         if not target.is_relative_to(repo):
             if not target.is_relative_to(shared):
@@ -227,6 +229,19 @@ def test_a_broken_link_and_anchor_are_reported(tmp_path: Path) -> None:
     assert "no heading with anchor #the-x-options" in problems[0]
     assert "no such file" in problems[1]
     assert "leaves the repository" in problems[2]
+
+
+def test_a_shared_folder_that_is_a_link_counts_as_shared(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere" / "specs").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "specs" / "t.md").write_text("# T\n", encoding="utf-8")
+    (tmp_path / "shared").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "repo").mkdir()
+    readme = tmp_path / "repo" / "README.md"
+    readme.write_text("[t](../shared/specs/t.md#t) [gone](../shared/specs/u.md) [out](../elsewhere/specs/t.md)\n", encoding="utf-8")
+    problems = broken_links(readme, repo=tmp_path / "repo", shared=tmp_path / "shared")
+    assert len(problems) == 2
+    assert problems[0].startswith("README.md:1: ../shared/specs/u.md: no such file")
+    assert problems[1] == "README.md:1: ../elsewhere/specs/t.md: leaves the repository (only ../shared is allowed beside it)"
 
 
 # --- the repository's pages -------------------------------------------------------------------------
