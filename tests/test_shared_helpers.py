@@ -5,15 +5,20 @@ Small synthetic inputs; each test checks behaviour a caller relies on.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti
 from utils.files.nifti_io import load_nifti, read_mask
 from utils.files.sample_info import SampleDir, read_info, write_info
+from utils.files.spreadsheet import read_sheet, sheet_names, write_sheets
 from utils.maskqc.steps import STEP_CLOSE, STEP_OPEN, repair_main, repair_parser
+from utils.review.exclusion import RECORD_SHEET
+from utils.review.split_routine import split_main, split_parser
 
 AFFINE = affine_for("RAS", (1.0, 1.0, 2.0))
 
@@ -74,3 +79,76 @@ def test_repair_main_returns_2_on_a_bad_option_value_or_a_missing_root(tmp_path,
     (tmp_path / "r").mkdir()
     assert repair_main("open", "doc", argv(tmp_path / "r", "-1")) == 2
     assert "filter_halfedge must be >= 0" in caplog.text
+
+
+# --- utils.review.split_routine: split_parser / split_main ---------------------------------------------------------
+
+
+def _manifest(tmp_path: Path) -> Path:
+    """``root/grouped/dataset_manifest.xlsx`` with four samples; the review default is ``root/descriptor``."""
+    path = tmp_path / "root" / "grouped" / "dataset_manifest.xlsx"
+    path.parent.mkdir(parents=True)
+    write_sheets(path, {"Manifest": pd.DataFrame({"ID": ["a1", "a2", "b1", "b2"], "site": ["A", "A", "B", "B"]})})
+    return path
+
+
+def _site_rule(args):
+    if args.site not in ("A", "B"):
+        raise ValueError(f"--site {args.site!r} is not a known site")
+
+    def rule(manifest: pd.DataFrame):
+        rows = manifest[manifest["site"] == args.site]
+        return rows, ["train"] * (len(rows) - 1) + ["test"]
+
+    return rule
+
+
+def _split_parser() -> argparse.ArgumentParser:
+    parser = split_parser("Doc of the routine.", "routine 04", "split01_X")
+    parser.add_argument("--site", required=True)
+    return parser
+
+
+def test_split_parser_names_the_routine_and_example_and_split_main_adds_review_and_common_options():
+    text = _split_parser().format_help()
+    assert "dataset_manifest.xlsx of routine 04" in text and "e.g. split01_X" in text
+    assert "--review" not in text and "--workers" not in text
+    parser = _split_parser()
+    with pytest.raises(SystemExit):
+        split_main(parser, ["--help"], "verse", _site_rule)
+    order = [a.dest for a in parser._actions]
+    assert order.index("manifest_file") < order.index("split_name") < order.index("site") < order.index("review")
+    assert "workers" not in order and "no_pbar" in order
+
+
+def test_split_main_writes_the_rule_s_sheet(tmp_path):
+    manifest = _manifest(tmp_path)
+    assert split_main(_split_parser(), ["--manifest_file", str(manifest), "--split_name", "s1", "--site", "B", "-q"], "verse", _site_rule) == 0
+    sheet = read_sheet(manifest, "s1")
+    assert sheet["ID"].tolist() == ["b1", "b2"] and sheet["s1"].tolist() == ["train", "test"]
+    assert RECORD_SHEET not in sheet_names(manifest)
+
+
+def test_split_main_leaves_out_samples_marked_fail_in_the_review_of_its_dataset(tmp_path):
+    manifest = _manifest(tmp_path)
+    descriptor = tmp_path / "root" / "descriptor"
+    descriptor.mkdir()
+    (descriptor / "qc_review.yaml").write_text("version: 1\ndataset: eso\nreviews:\n  a2: {verdict: fail, date: 2026-11-24}\n")
+    argv = ["--manifest_file", str(manifest), "--split_name", "s1", "--site", "A", "-q"]
+    assert split_main(_split_parser(), argv, "verse", _site_rule) == 2  # a review made on another dataset
+    assert sheet_names(manifest) == ["Manifest"]
+    assert split_main(_split_parser(), argv, "eso", _site_rule) == 0
+    assert read_sheet(manifest, "s1")["ID"].tolist() == ["a1"]
+    assert read_sheet(manifest, RECORD_SHEET)["ID"].tolist() == ["a2"]
+    assert split_main(_split_parser(), [*argv, "--no_review"], "eso", _site_rule) == 0
+    assert read_sheet(manifest, "s1")["ID"].tolist() == ["a1", "a2"]
+
+
+def test_split_main_plans_before_reading_the_review_and_fails_in_one_line(tmp_path, caplog):
+    manifest = _manifest(tmp_path)
+    argv = ["--manifest_file", str(manifest), "--split_name", "s1", "--review", str(tmp_path / "missing.yaml")]
+    assert split_main(_split_parser(), [*argv, "--site", "Z"], "verse", _site_rule) == 2
+    assert "--site 'Z' is not a known site" in caplog.text and "review file not found" not in caplog.text
+    assert split_main(_split_parser(), [*argv, "--site", "A"], "verse", _site_rule) == 2
+    assert "review file not found" in caplog.text
+    assert sheet_names(manifest) == ["Manifest"]
