@@ -20,7 +20,7 @@ import numpy as np
 
 from utils.files.aliases import PathLike
 from utils.geometry.alignment import GRID_TOL_VOXEL
-from utils.archive.scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, ArchiveScan, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
+from utils.archive.scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, ArchiveScan, finish_archive_manifest, pair_volumes_and_masks, scan_archive
 from utils.files.lazy_import import lazy_import
 from utils.archive.metadata_sheets import MetaTable, SheetIssue, canonical_id, issues_frame, match_metadata, read_metadata_sheet
 from utils.files.nifti_io import nifti_stem
@@ -290,9 +290,7 @@ def build_archive_manifest(
         values.update({(code, pid): attrs for pid, attrs in matched.items()})
     for column in attributes:
         records[column] = [values.get((s, str(p)), {}).get(column) for s, p in zip(records["site"], records["pid"])]
-    records["diff_trans_f_norm"] = add_affine_diff_norm(records, ["site", "phase", "pid"]) if len(records) else []
-    warn_file_findings(records)
-    return records[ARCHIVE_COLUMNS + attributes + FILE_CHECK_COLUMNS].reset_index(drop=True), skipped, issues
+    return finish_archive_manifest(records, [*ARCHIVE_COLUMNS, *attributes], ["site", "phase", "pid"]), skipped, issues
 
 
 def _plain(value: Any) -> Any:

@@ -6,12 +6,14 @@ Small synthetic inputs; each test checks behaviour a caller relies on.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from utils.archive.scan import FILE_CHECK_COLUMNS, finish_archive_manifest
 from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti
 from utils.files.nifti_io import load_nifti, read_mask
 from utils.files.sample_info import SampleDir, read_info, write_info
@@ -152,3 +154,37 @@ def test_split_main_plans_before_reading_the_review_and_fails_in_one_line(tmp_pa
     assert split_main(_split_parser(), [*argv, "--site", "A"], "verse", _site_rule) == 2
     assert "review file not found" in caplog.text
     assert sheet_names(manifest) == ["Manifest"]
+
+
+# --- utils.archive.scan: finish_archive_manifest -----------------------------------------------------------------
+
+
+def _transform(shift: float = 0.0) -> str:
+    return json.dumps([[1.0, 0.0, 0.0, shift], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def test_finish_archive_manifest_adds_the_affine_norm_logs_findings_and_orders_the_columns(caplog):
+    records = pd.DataFrame(
+        {
+            "file_path": ["a/v.nii.gz", "a/m.nii.gz", "b/m.nii.gz", "c/v.nii.gz"],
+            "pid": ["1", "1", "2", "3"],
+            "type": ["v3d", "m3d", "m3d", "v3d"],
+            "transform": [_transform(), _transform(3.0), _transform(), _transform()],
+            "readers_agree": [1, 1, 0, 1],
+            "file_warnings": ["", "", "READERS_DISAGREE x", None],
+            "qform_sform_mm": [None] * 4,
+        },
+        index=[7, 3, 5, 9],
+    )
+    manifest = finish_archive_manifest(records, ["file_path", "pid", "type", "diff_trans_f_norm"], ["pid"])
+    assert list(manifest.columns) == ["file_path", "pid", "type", "diff_trans_f_norm", *FILE_CHECK_COLUMNS]
+    assert list(manifest.index) == [0, 1, 2, 3]
+    norms = manifest["diff_trans_f_norm"].tolist()
+    assert norms[0] is None and norms[1] == pytest.approx(3.0) and norms[2] is None and norms[3] is None  # b/m has no volume
+    assert [r.getMessage() for r in caplog.records] == ["b/m.nii.gz: READERS_DISAGREE x"]
+
+
+def test_finish_archive_manifest_of_an_empty_scan_is_an_empty_table_with_the_columns(caplog):
+    manifest = finish_archive_manifest(pd.DataFrame(), ["file_path", "site", "diff_trans_f_norm"], ["site"])
+    assert manifest.empty and list(manifest.columns) == ["file_path", "site", "diff_trans_f_norm", *FILE_CHECK_COLUMNS]
+    assert caplog.records == []
