@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from utils.archive.scan import FILE_CHECK_COLUMNS, finish_archive_manifest
-from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti
+from utils.archive.synthetic import MASK_STORAGES, affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti, write_stored_mask
 from utils.files.nifti_io import load_nifti, read_mask
 from utils.files.sample_info import SampleDir, read_info, write_info
 from utils.files.spreadsheet import read_sheet, sheet_names, write_sheets
@@ -188,3 +188,31 @@ def test_finish_archive_manifest_of_an_empty_scan_is_an_empty_table_with_the_col
     manifest = finish_archive_manifest(pd.DataFrame(), ["file_path", "site", "diff_trans_f_norm"], ["site"])
     assert manifest.empty and list(manifest.columns) == ["file_path", "site", "diff_trans_f_norm", *FILE_CHECK_COLUMNS]
     assert caplog.records == []
+
+
+# --- utils.archive.synthetic: write_stored_mask ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("storage", MASK_STORAGES)
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float64"])
+def test_write_stored_mask_keeps_every_voxel_at_its_world_position(tmp_path, storage, dtype):
+    affine = affine_for("LPS", (0.8, 0.6, 2.0), origin=(10.0, -5.0, 3.0), oblique_deg=3.0)
+    mask = np.zeros((5, 4, 3), np.uint8)
+    mask[1, 2, 0], mask[4, 0, 2], mask[0, 3, 1] = 1, 2, 3
+    path = write_stored_mask(tmp_path / "m.nii.gz", mask, affine, dtype=dtype, storage=storage)
+    img = load_nifti(path)
+    data = np.asanyarray(img.dataobj)
+    assert img.get_data_dtype() == np.dtype(dtype)
+    assert data.shape == ((3, 5, 4) if storage == "permuted" else (5, 4, 3))
+    if storage == "same":
+        np.testing.assert_array_equal(data, mask)
+    for label in (1, 2, 3):
+        world = affine @ np.array([*np.argwhere(mask == label)[0], 1.0])
+        stored = img.affine @ np.array([*np.argwhere(data == label)[0], 1.0])
+        np.testing.assert_allclose(stored, world, atol=1e-6)
+
+
+def test_write_stored_mask_refuses_an_unknown_storage(tmp_path):
+    with pytest.raises(ValueError, match="mask storage 'rotated'"):
+        write_stored_mask(tmp_path / "m.nii.gz", np.zeros((2, 2, 2), np.uint8), np.eye(4), storage="rotated")
+    assert not (tmp_path / "m.nii.gz").exists()
