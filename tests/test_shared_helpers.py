@@ -19,6 +19,7 @@ from utils.files.nifti_io import load_nifti, read_mask
 from utils.files.sample_info import SampleDir, read_info, write_info
 from utils.files.spreadsheet import read_sheet, sheet_names, write_sheets
 from utils.maskqc.steps import STEP_CLOSE, STEP_OPEN, repair_main, repair_parser
+from utils.report.dataset_profile import available_profiles, detect_sample_profile
 from utils.review.exclusion import RECORD_SHEET
 from utils.review.split_routine import split_main, split_parser
 
@@ -216,3 +217,29 @@ def test_write_stored_mask_refuses_an_unknown_storage(tmp_path):
     with pytest.raises(ValueError, match="mask storage 'rotated'"):
         write_stored_mask(tmp_path / "m.nii.gz", np.zeros((2, 2, 2), np.uint8), np.eye(4), storage="rotated")
     assert not (tmp_path / "m.nii.gz").exists()
+
+
+# --- utils.report.dataset_profile: detect_sample_profile ---------------------------------------------------------
+
+
+def _info_sample(root: Path, sid: str, info: dict | None) -> SampleDir:
+    sample = SampleDir(root / sid)
+    sample.path.mkdir(parents=True)
+    if info is None:
+        sample.info.write_text("ID: [unclosed\n")  # unreadable: passed over
+    else:
+        write_info(sample.info, {"ID": sid, **info})
+    return sample
+
+
+def test_detect_sample_profile_reads_the_first_samples_and_passes_over_unreadable_ones(tmp_path):
+    profiles = available_profiles()
+    eso = {"site": "TJ", "phase": "pre", "pid": "1", "subset": None}
+    nme = {"site": "Tongji", "collection": "train-val", "subset": "train", "pid": "1", "seq": "01A001"}
+    samples = [_info_sample(tmp_path, "bad", None), _info_sample(tmp_path, "e1", eso), _info_sample(tmp_path, "n1", nme),
+               _info_sample(tmp_path, "n2", nme), _info_sample(tmp_path, "missing_info", {})]  # fmt: skip
+    samples[-1].info.unlink()
+    assert detect_sample_profile(samples, profiles).dataset == "nme"  # two of three readable fit nme
+    assert detect_sample_profile(samples, profiles, limit=2).dataset == "eso"  # only 'bad' and 'e1' are read
+    assert detect_sample_profile(samples[:1], profiles) is None
+    assert detect_sample_profile([], profiles) is None
