@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from utils.files.aliases import PathLike
-from utils.geometry.alignment import GRID_TOL_VOXEL
 from utils.archive.scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, ArchiveScan, finish_archive_manifest, pair_volumes_and_masks, scan_archive
 from utils.files.lazy_import import lazy_import
 from utils.archive.metadata_sheets import MetaTable, SheetIssue, canonical_id, issues_frame, match_metadata, read_metadata_sheet
@@ -305,10 +304,6 @@ def pair_jobs(
     archive_root: Path,
     output_dir: Path,
     rules: EsoRules,
-    *,
-    allow_resample: bool = False,
-    overwrite: bool = False,
-    tol_voxel: float = GRID_TOL_VOXEL,
 ) -> tuple[list[PairJob], dict[str, str]]:
     """One :class:`PairJob` per scan (site, phase, pid), written as ``{output_dir}/{site}/{phase}/{ID}/``.
 
@@ -325,8 +320,6 @@ def pair_jobs(
     output_dir : Path
         Grouped dataset folder.
     rules : EsoRules
-    allow_resample, overwrite, tol_voxel
-        Passed to each :class:`~utils.archive.pairing.PairJob`.
 
     Returns
     -------
@@ -369,10 +362,6 @@ def pair_jobs(
                 mask=None if mask is None else Path(archive_root) / mask["file_path"],
                 info=info,
                 allowed_labels=tuple(range(rules.raw_labels[0], rules.raw_labels[1] + 1)),
-                allow_resample=allow_resample,
-                overwrite=overwrite,
-                tol_voxel=tol_voxel,
-                archive_root=Path(archive_root),
             )
         )
     for site, phase, pid in unpaired:

@@ -16,7 +16,6 @@ from typing import Any
 
 
 from utils.files.aliases import PathLike
-from utils.geometry.alignment import GRID_TOL_VOXEL
 from utils.archive.scan import SKIPPED_REASON, finish_archive_manifest, pair_volumes_and_masks, scan_archive
 from utils.labels.label_maps import LabelMap
 from utils.files.lazy_import import lazy_import
@@ -196,10 +195,6 @@ def pair_jobs(
     archive_root: Path,
     output_dir: Path,
     rules: NmeRules,
-    *,
-    allow_resample: bool = False,
-    overwrite: bool = False,
-    tol_voxel: float = GRID_TOL_VOXEL,
 ) -> tuple[list[PairJob], dict[str, str]]:
     """One :class:`PairJob` per sample ``{seq}_{pid}`` of a collection and subset.
 
@@ -212,8 +207,6 @@ def pair_jobs(
     output_dir : Path
         Grouped dataset folder; samples go to ``{site}/{collection}/{subset}/{ID}/``.
     rules : NmeRules
-    allow_resample, overwrite, tol_voxel
-        Passed to each :class:`~utils.archive.pairing.PairJob`.
 
     Returns
     -------
@@ -238,10 +231,6 @@ def pair_jobs(
                 mask=Path(archive_root) / mask["file_path"],
                 info=info,
                 allowed_labels=allowed,
-                allow_resample=allow_resample,
-                overwrite=overwrite,
-                tol_voxel=tol_voxel,
-                archive_root=Path(archive_root),
             )
         )
     places: dict[str, list[str]] = {}

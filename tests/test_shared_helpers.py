@@ -19,6 +19,9 @@ from utils.files.nifti_io import load_nifti, read_mask
 from utils.files.sample_info import SampleDir, read_info, write_info
 from utils.files.spreadsheet import read_sheet, sheet_names, write_sheets
 from utils.maskqc.steps import STEP_CLOSE, STEP_OPEN, repair_main, repair_parser
+from utils.archive.pairing import PairJob
+from utils.dataset import routines
+from utils.geometry.policy import GeometryOptions
 from utils.report.dataset_profile import available_profiles, detect_sample_profile
 from utils.review.exclusion import RECORD_SHEET
 from utils.review.split_routine import split_main, split_parser
@@ -243,3 +246,34 @@ def test_detect_sample_profile_reads_the_first_samples_and_passes_over_unreadabl
     assert detect_sample_profile(samples, profiles, limit=2).dataset == "eso"  # only 'bad' and 'e1' are read
     assert detect_sample_profile(samples[:1], profiles) is None
     assert detect_sample_profile([], profiles) is None
+
+
+# --- utils.dataset.routines.confirm_pairs_main: the run's options set on every dataset's jobs ---------------------
+
+
+def test_confirm_pairs_main_sets_the_run_options_on_every_job_of_the_dataset_pairing(tmp_path, monkeypatch):
+    archive, grouped = tmp_path / "archive", tmp_path / "grouped"
+    archive.mkdir()
+    manifest = tmp_path / "archive_manifest.xlsx"
+    write_sheets(manifest, {"Manifest": pd.DataFrame({"file_path": ["a/v.nii.gz", "a/m.nii.gz"], "type": ["v3d", "m3d"]})})
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("x: 1\n")
+    seen = {}
+
+    def make_jobs(frame, archive_root, output_dir, loaded):
+        seen["args"] = (len(frame), archive_root, output_dir, loaded)
+        return [PairJob(output_dir / "A" / "s1", archive_root / "a/v.nii.gz", archive_root / "a/m.nii.gz", {})], {}
+
+    def fake_confirm_pairs(jobs, problems, output_dir, **kwargs):
+        seen["jobs"] = list(jobs)
+        return 0
+
+    monkeypatch.setattr(routines, "confirm_pairs", fake_confirm_pairs)
+    argv = ["--root_dir", str(archive), "--output_dir", str(grouped), "--archive_manifest", str(manifest), "--rules", str(rules),
+            "--grid_tol", "0.25", "--overwrite", "--resample_mismatched_masks", "--resample_sheared", "--no_pbar"]  # fmt: skip
+    assert routines.confirm_pairs_main(argv, "doc", rules, lambda path: "RULES", make_jobs) == 0
+    assert seen["args"] == (2, archive, grouped, "RULES")
+    (job,) = seen["jobs"]
+    assert (job.tol_voxel, job.overwrite, job.allow_resample, job.archive_root) == (0.25, True, True, archive)
+    assert job.geometry == GeometryOptions(None, True)
+    assert job.sample_dir == grouped / "A" / "s1"  # what the dataset's pairing decided is kept

@@ -15,7 +15,6 @@ from typing import Any
 
 
 from utils.files.aliases import PathLike
-from utils.geometry.alignment import GRID_TOL_VOXEL
 from utils.archive.scan import finish_archive_manifest, pair_volumes_and_masks, scan_archive
 from utils.files.lazy_import import lazy_import
 from utils.files.nifti_io import nifti_stem
@@ -291,10 +290,6 @@ def pair_jobs(
     archive_root: Path,
     output_dir: Path,
     rules: VerseRules,
-    *,
-    allow_resample: bool = False,
-    overwrite: bool = False,
-    tol_voxel: float = GRID_TOL_VOXEL,
 ) -> tuple[list[PairJob], dict[str, str]]:
     """One :class:`PairJob` per scan (subject, split), written under the first archive that has it.
 
@@ -307,8 +302,6 @@ def pair_jobs(
     output_dir : Path
         Grouped dataset folder.
     rules : VerseRules
-    allow_resample, overwrite, tol_voxel
-        Passed to each :class:`~utils.archive.pairing.PairJob`.
 
     Returns
     -------
@@ -362,11 +355,7 @@ def pair_jobs(
                 mask=mask,
                 info=info,
                 allowed_labels=tuple(range(rules.raw_labels[0], rules.raw_labels[1] + 1)),
-                allow_resample=allow_resample,
-                overwrite=overwrite,
-                tol_voxel=tol_voxel,
                 duplicates=duplicates,
-                archive_root=Path(archive_root),
             )
         )
     return jobs, problems
