@@ -20,40 +20,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from eso.archive import DESCRIPTOR_DIR, EsoRules
 from eso.split import site_split
-from utils.run.cli import add_common_args, fail, run_main, setup_logging
-from utils.review.exclusion import write_reviewed_split
-from utils.review.options import add_review_args, default_review_path, resolve_review
-from utils.files.spreadsheet import read_sheet
+from utils.run.cli import run_main
+from utils.review.split_routine import SplitRule, split_main, split_parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest_file", type=Path, required=True, help="dataset_manifest.xlsx of routine 04")
-    parser.add_argument("--split_name", required=True, help="worksheet and column name, e.g. split01_TJ")
+def plan(args: argparse.Namespace) -> SplitRule:
+    """The random split of ``--site`` (a code or a site folder name known to ``--rules``)."""
+    rules = EsoRules.load(args.rules)
+    site = rules.site_code(args.site)
+    if site is None:
+        raise ValueError(f"--site {args.site!r} is not a known site (expected one of {list(rules.sites.values())} or {list(rules.sites)})")
+    return lambda manifest: site_split(manifest, site, args.test_ratio, args.val_ratio, args.random_seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = split_parser(__doc__, "routine 04", "split01_TJ")
     parser.add_argument("--site", required=True, help="site code TJ, SYTH or XY (a site folder name such as tongji is accepted too)")
     parser.add_argument("--test_ratio", type=float, required=True, help="share of the site's patients in test, in [0, 1]")
     parser.add_argument("--val_ratio", type=float, required=True, help="share of the remaining patients in val, in [0, 1]")
     parser.add_argument("--random_seed", type=int, default=0, help="seed of the split (default 0)")
     parser.add_argument("--rules", type=Path, default=DESCRIPTOR_DIR / "archive.yaml", help="archive rules (site names and codes)")
-    add_review_args(parser, "samples marked fail are left out of the split and recorded in sheet QcReviewExcluded")
-    return add_common_args(parser, workers=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose - args.quiet)
-    try:
-        rules = EsoRules.load(args.rules)
-        site = rules.site_code(args.site)
-        if site is None:
-            return fail(f"--site {args.site!r} is not a known site (expected one of {list(rules.sites.values())} or {list(rules.sites)})")
-        review = resolve_review(args.review, default_review_path(args.manifest_file.parent), disabled=args.no_review, dataset="eso")
-        manifest = read_sheet(args.manifest_file)
-        rows, labels = site_split(manifest, site, args.test_ratio, args.val_ratio, args.random_seed)
-        write_reviewed_split(args.manifest_file, args.split_name, rows, labels, review, manifest_ids=manifest.get("ID", []))
-    except (ValueError, OSError) as exc:
-        return fail(str(exc))
-    return 0
+    return split_main(parser, argv, "eso", plan)
 
 
 if __name__ == "__main__":

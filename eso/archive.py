@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from utils.files.aliases import PathLike
-from utils.geometry.alignment import GRID_TOL_VOXEL
-from utils.archive.scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, ArchiveScan, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
+from utils.archive.scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, ArchiveScan, finish_archive_manifest, pair_volumes_and_masks, scan_archive
 from utils.files.lazy_import import lazy_import
 from utils.archive.metadata_sheets import MetaTable, SheetIssue, canonical_id, issues_frame, match_metadata, read_metadata_sheet
 from utils.files.nifti_io import nifti_stem
@@ -290,9 +289,7 @@ def build_archive_manifest(
         values.update({(code, pid): attrs for pid, attrs in matched.items()})
     for column in attributes:
         records[column] = [values.get((s, str(p)), {}).get(column) for s, p in zip(records["site"], records["pid"])]
-    records["diff_trans_f_norm"] = add_affine_diff_norm(records, ["site", "phase", "pid"]) if len(records) else []
-    warn_file_findings(records)
-    return records[ARCHIVE_COLUMNS + attributes + FILE_CHECK_COLUMNS].reset_index(drop=True), skipped, issues
+    return finish_archive_manifest(records, [*ARCHIVE_COLUMNS, *attributes], ["site", "phase", "pid"]), skipped, issues
 
 
 def _plain(value: Any) -> Any:
@@ -307,10 +304,6 @@ def pair_jobs(
     archive_root: Path,
     output_dir: Path,
     rules: EsoRules,
-    *,
-    allow_resample: bool = False,
-    overwrite: bool = False,
-    tol_voxel: float = GRID_TOL_VOXEL,
 ) -> tuple[list[PairJob], dict[str, str]]:
     """One :class:`PairJob` per scan (site, phase, pid), written as ``{output_dir}/{site}/{phase}/{ID}/``.
 
@@ -327,8 +320,6 @@ def pair_jobs(
     output_dir : Path
         Grouped dataset folder.
     rules : EsoRules
-    allow_resample, overwrite, tol_voxel
-        Passed to each :class:`~utils.archive.pairing.PairJob`.
 
     Returns
     -------
@@ -371,10 +362,6 @@ def pair_jobs(
                 mask=None if mask is None else Path(archive_root) / mask["file_path"],
                 info=info,
                 allowed_labels=tuple(range(rules.raw_labels[0], rules.raw_labels[1] + 1)),
-                allow_resample=allow_resample,
-                overwrite=overwrite,
-                tol_voxel=tol_voxel,
-                archive_root=Path(archive_root),
             )
         )
     for site, phase, pid in unpaired:

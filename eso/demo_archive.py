@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from openpyxl import Workbook
 
-from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, flip_storage, write_raw_nifti
+from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti, write_stored_mask
 
 __all__ = ["DemoSite", "DEMO_SITES", "ORPHAN_PID", "NO_MASK", "DEMO_SHAPE", "scan_arrays", "make_demo_archive", "demo_sample_ids"]
 
@@ -154,10 +154,8 @@ def make_demo_archive(archive_root: Path) -> list[Path]:
                 written.append(write_raw_nifti(vol_path, volume, affine))
                 if (site.code, pid, phase) == NO_MASK:
                     continue
-                mask_data, mask_affine = mask.astype(site.mask_dtype), affine
-                if site.mask_storage == "flipped" and pid_index == 0:
-                    mask_data, mask_affine = flip_storage(mask_data, affine, axis=0)
-                written.append(write_raw_nifti(mask_path, mask_data, mask_affine))
+                storage = "flipped" if site.mask_storage == "flipped" and pid_index == 0 else "same"
+                written.append(write_stored_mask(mask_path, mask, affine, dtype=site.mask_dtype, storage=storage))
         written.append(_write_meta_sheet(archive_root / f"data_meta_{site.folder}.xlsx", site_index, site))
     odd = archive_root / "tongji" / "localizer.nii.gz"
     written.append(write_raw_nifti(odd, np.zeros((4, 4, 4), np.int16), np.eye(4)))

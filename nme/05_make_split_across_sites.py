@@ -20,36 +20,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from nme.archive import DESCRIPTOR_DIR, NmeRules
 from nme.splits import cross_site_split
-from utils.run.cli import add_common_args, fail, run_main, setup_logging
-from utils.review.exclusion import write_reviewed_split
-from utils.review.options import add_review_args, default_review_path, resolve_review
-from utils.files.spreadsheet import read_sheet
+from utils.run.cli import run_main
+from utils.review.split_routine import SplitRule, split_main, split_parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest_file", type=Path, required=True, help="dataset_manifest.xlsx of routine 04")
-    parser.add_argument("--split_name", required=True, help="worksheet and column name, e.g. split07_Mix")
+def plan(args: argparse.Namespace) -> SplitRule:
+    """The cross-site split; the predefined sites come from ``--rules``."""
+    rules = NmeRules.load(args.rules)
+    return lambda manifest: cross_site_split(manifest, rules.predefined_sites, args.test_ratio, args.val_ratio, args.random_seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = split_parser(__doc__, "routine 04", "split07_Mix")
     parser.add_argument("--test_ratio", type=float, required=True, help="share of pooled patients in test (first stage), e.g. 0.3")
     parser.add_argument("--val_ratio", type=float, required=True, help="share of the remaining pooled patients in val (second stage), e.g. 0.2")
     parser.add_argument("--random_seed", type=int, required=True, help="seed; the same seed and pids give the same split")
     parser.add_argument("--rules", type=Path, default=DESCRIPTOR_DIR / "archive.yaml", help="(addition) rules naming the predefined sites")
-    add_review_args(parser, "samples marked fail are left out of the split and recorded in sheet QcReviewExcluded")
-    return add_common_args(parser, workers=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose - args.quiet)
-    try:
-        rules = NmeRules.load(args.rules)
-        review = resolve_review(args.review, default_review_path(args.manifest_file.parent), disabled=args.no_review, dataset="nme")
-        manifest = read_sheet(args.manifest_file)
-        rows, labels = cross_site_split(manifest, rules.predefined_sites, args.test_ratio, args.val_ratio, args.random_seed)
-        write_reviewed_split(args.manifest_file, args.split_name, rows, labels, review, manifest_ids=manifest.get("ID", []))
-    except (ValueError, OSError) as exc:
-        return fail(str(exc))
-    return 0
+    return split_main(parser, argv, "nme", plan)
 
 
 if __name__ == "__main__":

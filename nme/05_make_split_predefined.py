@@ -16,33 +16,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
 from nme.splits import predefined_split
-from utils.run.cli import add_common_args, fail, run_main, setup_logging
-from utils.review.exclusion import write_reviewed_split
-from utils.review.options import add_review_args, default_review_path, resolve_review
-from utils.files.spreadsheet import read_sheet
+from utils.run.cli import run_main
+from utils.review.split_routine import SplitRule, split_main, split_parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest_file", type=Path, required=True, help="dataset_manifest.xlsx of routine 04")
-    parser.add_argument("--split_name", required=True, help="worksheet and column name, e.g. split01_Tongji")
-    parser.add_argument("--site", nargs="+", required=True, help="sites to include, e.g. Tongji or Yunnan Zhongnan HKU-SZH")
-    parser.add_argument("--collection", nargs="+", required=True, help="collections to include, e.g. train-val test-inner-01")
-    add_review_args(parser, "samples marked fail are left out of the split and recorded in sheet QcReviewExcluded")
-    return add_common_args(parser, workers=False)
+def plan(args: argparse.Namespace) -> SplitRule:
+    """The archive subsets of the samples of ``--site`` and ``--collection``."""
+    return lambda manifest: predefined_split(manifest, args.site, args.collection)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose - args.quiet)
-    try:
-        review = resolve_review(args.review, default_review_path(args.manifest_file.parent), disabled=args.no_review, dataset="nme")
-        manifest = read_sheet(args.manifest_file)
-        rows, labels = predefined_split(manifest, args.site, args.collection)
-        write_reviewed_split(args.manifest_file, args.split_name, rows, labels, review, manifest_ids=manifest.get("ID", []))
-    except (ValueError, OSError) as exc:
-        return fail(str(exc))
-    return 0
+    parser = split_parser(__doc__, "routine 04", "split01_Tongji")
+    parser.add_argument("--site", nargs="+", required=True, help="sites to include, e.g. Tongji or Yunnan Zhongnan HKU-SZH")
+    parser.add_argument("--collection", nargs="+", required=True, help="collections to include, e.g. train-val test-inner-01")
+    return split_main(parser, argv, "nme", plan)
 
 
 if __name__ == "__main__":

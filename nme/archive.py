@@ -16,8 +16,7 @@ from typing import Any
 
 
 from utils.files.aliases import PathLike
-from utils.geometry.alignment import GRID_TOL_VOXEL
-from utils.archive.scan import FILE_CHECK_COLUMNS, SKIPPED_REASON, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
+from utils.archive.scan import SKIPPED_REASON, finish_archive_manifest, pair_volumes_and_masks, scan_archive
 from utils.labels.label_maps import LabelMap
 from utils.files.lazy_import import lazy_import
 from utils.files.nifti_io import nifti_stem
@@ -174,11 +173,7 @@ def build_archive_manifest(
         subset and ``{seq}_{pid}``.
     """
     records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, dask_scheduler=dask_scheduler, show_progress=show_progress)
-    if records.empty:
-        return pd.DataFrame(columns=ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS), skipped
-    records["diff_trans_f_norm"] = add_affine_diff_norm(records, _PAIR_KEY)
-    warn_file_findings(records)
-    return records[ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS].reset_index(drop=True), skipped
+    return finish_archive_manifest(records, ARCHIVE_COLUMNS, _PAIR_KEY), skipped
 
 
 def _parsed_manifest(manifest: pd.DataFrame, rules: NmeRules) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -200,10 +195,6 @@ def pair_jobs(
     archive_root: Path,
     output_dir: Path,
     rules: NmeRules,
-    *,
-    allow_resample: bool = False,
-    overwrite: bool = False,
-    tol_voxel: float = GRID_TOL_VOXEL,
 ) -> tuple[list[PairJob], dict[str, str]]:
     """One :class:`PairJob` per sample ``{seq}_{pid}`` of a collection and subset.
 
@@ -216,8 +207,6 @@ def pair_jobs(
     output_dir : Path
         Grouped dataset folder; samples go to ``{site}/{collection}/{subset}/{ID}/``.
     rules : NmeRules
-    allow_resample, overwrite, tol_voxel
-        Passed to each :class:`~utils.archive.pairing.PairJob`.
 
     Returns
     -------
@@ -242,10 +231,6 @@ def pair_jobs(
                 mask=Path(archive_root) / mask["file_path"],
                 info=info,
                 allowed_labels=allowed,
-                allow_resample=allow_resample,
-                overwrite=overwrite,
-                tol_voxel=tol_voxel,
-                archive_root=Path(archive_root),
             )
         )
     places: dict[str, list[str]] = {}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.archive.synthetic import affine_for, blob_stack_mask, flip_storage, mr_like_volume, write_raw_nifti
+from utils.archive.synthetic import affine_for, blob_stack_mask, mr_like_volume, write_raw_nifti, write_stored_mask
 
 __all__ = ["PREFIX", "DemoSample", "DEMO_SAMPLES", "BROKEN_FILES", "SECOND_CHANNEL", "sample_arrays", "make_demo_archive"]
 
@@ -128,10 +128,8 @@ def make_demo_archive(archive_root: Path, *, broken: bool = False) -> list[Path]
     for seed, sample in enumerate(DEMO_SAMPLES, start=1):
         image, mask, affine = sample_arrays(sample, seed)
         written.append(write_raw_nifti(archive_root / sample.image_path(), image, affine))
-        mask_data, mask_affine = mask.astype(sample.mask_dtype), affine
-        if sample.mask_flipped:
-            mask_data, mask_affine = flip_storage(mask_data, affine, axis=0)
-        written.append(write_raw_nifti(archive_root / sample.label_path(), mask_data, mask_affine))
+        storage = "flipped" if sample.mask_flipped else "same"
+        written.append(write_stored_mask(archive_root / sample.label_path(), mask, affine, dtype=sample.mask_dtype, storage=storage))
     image, _mask, affine = sample_arrays(DEMO_SAMPLES[0], 1)
     written.append(write_raw_nifti(archive_root / SECOND_CHANNEL, image, affine))
     if broken:

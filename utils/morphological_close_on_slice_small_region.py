@@ -18,30 +18,17 @@ same parameters does nothing (see --force).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.run.cli import add_common_args, fail, run_main, setup_logging
-from utils.maskqc.steps import STEP_CLOSE, add_repair_args, repair_step, run_mask_step
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_common_args(add_repair_args(parser))
+from utils.run.cli import run_main
+from utils.maskqc.steps import repair_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose - args.quiet)
-    try:
-        params, transform = repair_step("close", args)
-        report = run_mask_step(args, STEP_CLOSE, params, transform)
-    except (ValueError, OSError) as exc:
-        return fail(str(exc))
-    return report.exit_code()
+    return repair_main("close", __doc__, argv)
 
 
 if __name__ == "__main__":

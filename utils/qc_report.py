@@ -25,13 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 from utils.run.cli import add_common_args, fail, plural, positive_int, run_main, setup_logging
 from utils.files.output_paths import archive_of_dataset, check_not_inside, check_output_dir, portable_path
 from utils.review.options import add_review_args, default_review_path, resolve_review
-from utils.report.dataset_profile import GENERIC, ReportProfile, Window, available_profiles, detect_profile
-from utils.files.sample_info import SampleDir, find_samples, read_info
+from utils.report.dataset_profile import GENERIC, ReportProfile, Window, available_profiles, detect_sample_profile
+from utils.files.sample_info import SampleDir, find_samples
 
 logger = logging.getLogger("qc_report")
-
-#: Info yamls read to tell the dataset (``--dataset auto``).
-DETECT_SAMPLES = 20
 
 
 def build_parser(datasets: list[str]) -> argparse.ArgumentParser:
@@ -66,13 +63,7 @@ def build_parser(datasets: list[str]) -> argparse.ArgumentParser:
 def _choose_profile(name: str, samples: list[SampleDir], profiles: dict[str, ReportProfile]) -> ReportProfile:
     if name != "auto":
         return profiles[name]
-    infos = []
-    for sample in samples[:DETECT_SAMPLES]:
-        try:
-            infos.append(read_info(sample.info))
-        except (OSError, ValueError):
-            continue
-    profile = detect_profile(infos, profiles)
+    profile = detect_sample_profile(samples, profiles)
     if profile is None:
         logger.warning("the info yamls match no descriptors/*/report.yaml; generic report (percentile window, summary by "
                        "subset); pass --dataset %s to choose", "|".join(profiles))  # fmt: skip

@@ -14,33 +14,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
 
-from utils.run.cli import add_common_args, fail, run_main, setup_logging
-from utils.review.exclusion import write_reviewed_split
-from utils.review.options import add_review_args, default_review_path, resolve_review
-from utils.files.spreadsheet import read_sheet
+from utils.run.cli import run_main
+from utils.review.split_routine import SplitRule, split_main, split_parser
 from verse.archive import official_split
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest_file", type=Path, required=True, help="dataset_manifest.xlsx of routine 05")
-    parser.add_argument("--split_name", required=True, help="worksheet and column name, e.g. split01_standard")
-    parser.add_argument("--inclusion", choices=("VerSe19", "VerSe20"), default=None, help="keep only the scans of this archive, with their subset in it")
-    add_review_args(parser, "samples marked fail are left out of the split and recorded in sheet QcReviewExcluded")
-    return add_common_args(parser, workers=False)
+def plan(args: argparse.Namespace) -> SplitRule:
+    """The official split of the scans of ``--inclusion`` (all when not given)."""
+    return lambda manifest: official_split(manifest, args.inclusion)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose - args.quiet)
-    try:
-        review = resolve_review(args.review, default_review_path(args.manifest_file.parent), disabled=args.no_review, dataset="verse")
-        manifest = read_sheet(args.manifest_file)
-        rows, labels = official_split(manifest, args.inclusion)
-        write_reviewed_split(args.manifest_file, args.split_name, rows, labels, review, manifest_ids=manifest.get("ID", []))
-    except (ValueError, OSError) as exc:
-        return fail(str(exc))
-    return 0
+    parser = split_parser(__doc__, "routine 05", "split01_standard")
+    parser.add_argument("--inclusion", choices=("VerSe19", "VerSe20"), default=None, help="keep only the scans of this archive, with their subset in it")
+    return split_main(parser, argv, "verse", plan)
 
 
 if __name__ == "__main__":

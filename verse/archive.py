@@ -15,8 +15,7 @@ from typing import Any
 
 
 from utils.files.aliases import PathLike
-from utils.geometry.alignment import GRID_TOL_VOXEL
-from utils.archive.scan import FILE_CHECK_COLUMNS, add_affine_diff_norm, pair_volumes_and_masks, scan_archive, warn_file_findings
+from utils.archive.scan import finish_archive_manifest, pair_volumes_and_masks, scan_archive
 from utils.files.lazy_import import lazy_import
 from utils.files.nifti_io import nifti_stem
 from utils.archive.pairing import PairJob
@@ -56,6 +55,9 @@ ARCHIVE_COLUMNS = [
 
 #: Info-yaml attributes copied into the dataset manifest (routine 05), in the tutorial's order.
 INFO_COLUMNS = ["archive", "subset", "subject", "split", "in_verse19", "in_verse20", "CT_image_series", "sex", "age"]
+
+#: Columns identifying a volume-mask pair of the archive manifest (for ``diff_trans_f_norm``).
+_PAIR_KEY = ["archive", "subject", "split"]
 
 
 @dataclass(frozen=True)
@@ -288,10 +290,6 @@ def pair_jobs(
     archive_root: Path,
     output_dir: Path,
     rules: VerseRules,
-    *,
-    allow_resample: bool = False,
-    overwrite: bool = False,
-    tol_voxel: float = GRID_TOL_VOXEL,
 ) -> tuple[list[PairJob], dict[str, str]]:
     """One :class:`PairJob` per scan (subject, split), written under the first archive that has it.
 
@@ -304,8 +302,6 @@ def pair_jobs(
     output_dir : Path
         Grouped dataset folder.
     rules : VerseRules
-    allow_resample, overwrite, tol_voxel
-        Passed to each :class:`~utils.archive.pairing.PairJob`.
 
     Returns
     -------
@@ -359,11 +355,7 @@ def pair_jobs(
                 mask=mask,
                 info=info,
                 allowed_labels=tuple(range(rules.raw_labels[0], rules.raw_labels[1] + 1)),
-                allow_resample=allow_resample,
-                overwrite=overwrite,
-                tol_voxel=tol_voxel,
                 duplicates=duplicates,
-                archive_root=Path(archive_root),
             )
         )
     return jobs, problems
@@ -399,7 +391,7 @@ def build_archive_manifest(
     """
     records, skipped = scan_archive(archive_root, lambda rel: parse_archive_path(rel, rules), workers=workers, dask_scheduler=dask_scheduler, show_progress=show_progress)
     if records.empty:
-        return pd.DataFrame(columns=ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS), skipped
+        return finish_archive_manifest(records, ARCHIVE_COLUMNS, _PAIR_KEY), skipped
     add_scan_columns(records)
     if participants_file is None:
         participants_file = find_participants_file(archive_root, rules)
@@ -411,9 +403,7 @@ def build_archive_manifest(
     keys = [(s, "" if is_missing(sp) else sp) for s, sp in zip(records["subject"], records["split"])]
     records["sex"] = [people.get(k, {}).get("sex") for k in keys]
     records["age"] = [people.get(k, {}).get("age") for k in keys]
-    records["diff_trans_f_norm"] = add_affine_diff_norm(records, ["archive", "subject", "split"])
-    warn_file_findings(records)
-    return records[ARCHIVE_COLUMNS + FILE_CHECK_COLUMNS].reset_index(drop=True), skipped
+    return finish_archive_manifest(records, ARCHIVE_COLUMNS, _PAIR_KEY), skipped
 
 
 def official_split(manifest: pd.DataFrame, inclusion: str | None) -> tuple[pd.DataFrame, list[str]]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, flip_storage, write_raw_nifti
+from utils.archive.synthetic import affine_for, blob_stack_mask, ct_like_volume, write_raw_nifti, write_stored_mask
 
 __all__ = ["DemoScan", "DEMO_SCANS", "make_demo_archive"]
 
@@ -116,12 +116,7 @@ def make_demo_archive(archive_root: Path, *, with_participants: bool = True) -> 
         raw = archive_root / scan.folder / "rawdata" / f"sub-{scan.subject}"
         der = archive_root / scan.folder / "derivatives" / f"sub-{scan.subject}"
         written.append(write_raw_nifti(raw / f"{scan.stem}_ct.nii.gz", volume, affine))
-        mask_data, mask_affine = mask.astype(scan.mask_dtype), affine
-        if scan.mask_storage == "flipped":
-            mask_data, mask_affine = flip_storage(mask_data, affine, axis=0)
-        elif scan.mask_storage == "permuted":
-            mask_data, mask_affine = np.ascontiguousarray(np.transpose(mask_data, (2, 0, 1))), affine[:, [2, 0, 1, 3]]
-        written.append(write_raw_nifti(der / f"{scan.stem}_seg-vert_msk.nii.gz", mask_data, mask_affine))
+        written.append(write_stored_mask(der / f"{scan.stem}_seg-vert_msk.nii.gz", mask, affine, dtype=scan.mask_dtype, storage=scan.mask_storage))
         ctd = der / f"{scan.stem}_seg-subreg_ctd.json"
         ctd.write_text(json.dumps([{"direction": list(scan.codes)}] + [{"label": int(v)} for v in scan.labels]))
         png = der / f"{scan.stem}_seg-vert_snp.png"

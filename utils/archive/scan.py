@@ -29,7 +29,7 @@ pd = lazy_import("pandas")
 __all__ = [
     "SKIPPED_SHEET", "list_nifti_files", "describe_nifti_file", "add_affine_diff_norm", "scan_archive",
     "pair_volumes_and_masks", "ArchiveScan", "SKIPPED_REASON", "with_skipped_candidates",
-    "FILE_CHECK_COLUMNS", "list_unusable_entries", "warn_file_findings",
+    "FILE_CHECK_COLUMNS", "list_unusable_entries", "warn_file_findings", "finish_archive_manifest",
 ]  # fmt: skip
 
 #: Worksheet of routine 01 listing the files that could not be used, with the reason.
@@ -270,6 +270,34 @@ def warn_file_findings(records: pd.DataFrame) -> list[str]:
     for _, row in bad.iterrows():
         logger.warning("%s: %s", row["file_path"], row["file_warnings"])
     return [str(p) for p in bad["file_path"]]
+
+
+def finish_archive_manifest(records: pd.DataFrame, columns: Sequence[str], pair_key: Sequence[str]) -> pd.DataFrame:
+    """The last steps of every routine 01: ``diff_trans_f_norm``, the file findings logged, the columns in order.
+
+    Parameters
+    ----------
+    records : DataFrame
+        :func:`scan_archive`'s records with the dataset's own columns added; gets
+        ``diff_trans_f_norm`` (:func:`add_affine_diff_norm`) when it has rows.
+    columns : sequence of str
+        The dataset's manifest columns (``diff_trans_f_norm`` among them);
+        :data:`FILE_CHECK_COLUMNS` follow.
+    pair_key : sequence of str
+        Columns identifying a volume-mask pair (VerSe: archive, subject, split).
+
+    Returns
+    -------
+    manifest : DataFrame
+        Exactly ``columns`` then :data:`FILE_CHECK_COLUMNS`, index 0..n-1; empty
+        (with these columns) when ``records`` has no row.
+    """
+    columns = [*columns, *FILE_CHECK_COLUMNS]
+    if records.empty:
+        return pd.DataFrame(columns=columns)
+    records["diff_trans_f_norm"] = add_affine_diff_norm(records, pair_key)
+    warn_file_findings(records)
+    return records[columns].reset_index(drop=True)
 
 
 def pair_volumes_and_masks(

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from utils.files.aliases import Affine, PathLike
 
-__all__ = ["affine_for", "rotation_about", "blob_stack_mask", "vertebra_column_mask", "ct_like_volume", "mr_like_volume", "write_raw_nifti", "flip_storage"]
+__all__ = ["affine_for", "rotation_about", "blob_stack_mask", "vertebra_column_mask", "ct_like_volume", "mr_like_volume", "write_raw_nifti", "flip_storage", "MASK_STORAGES", "write_stored_mask"]
 
 _AXIS = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
 
@@ -211,3 +211,43 @@ def flip_storage(data: npt.NDArray, affine: Affine, axis: int) -> tuple[npt.NDAr
     t[axis, axis] = -1.0
     t[axis, 3] = data.shape[axis] - 1
     return flipped, np.asarray(affine, dtype=np.float64) @ t
+
+
+#: How :func:`write_stored_mask` may store a mask: as it is, array axis 0 reversed, or axes permuted (2, 0, 1).
+MASK_STORAGES = ("same", "flipped", "permuted")
+
+
+def write_stored_mask(path: PathLike, mask: npt.NDArray, affine: Affine, *, dtype: str = "uint8", storage: str = "same") -> Path:
+    """Write a demo mask as an archive may hold it: in ``dtype``, stored in another array order, same world positions.
+
+    Parameters
+    ----------
+    path : str or Path
+    mask : (I, J, K) ndarray
+        Labels on the volume's grid.
+    affine : (4, 4) array
+        The volume's affine.
+    dtype : str
+        On-disk data type (``uint8``, ``int16``, ``float64`` …).
+    storage : {'same', 'flipped', 'permuted'}
+        ``flipped``: array axis 0 reversed (:func:`flip_storage`); ``permuted``: axes (2, 0, 1), the affine's
+        columns permuted to match. Every voxel keeps its world position.
+
+    Returns
+    -------
+    path : Path
+        The file written (:func:`write_raw_nifti`).
+
+    Raises
+    ------
+    ValueError
+        ``storage`` is not one of :data:`MASK_STORAGES`.
+    """
+    if storage not in MASK_STORAGES:
+        raise ValueError(f"mask storage {storage!r} is not one of {MASK_STORAGES}")
+    data, stored_affine = mask.astype(dtype), affine
+    if storage == "flipped":
+        data, stored_affine = flip_storage(data, affine, axis=0)
+    elif storage == "permuted":
+        data, stored_affine = np.ascontiguousarray(np.transpose(data, (2, 0, 1))), affine[:, [2, 0, 1, 3]]
+    return write_raw_nifti(path, data, stored_affine)

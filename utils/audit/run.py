@@ -105,19 +105,12 @@ def read_split_sheets(path: Path) -> dict[str, dict[str, str]]:
 
 
 def _choose_dataset(name: str, samples: list[SampleDir]) -> tuple[str, Any]:
-    from utils.report.dataset_profile import GENERIC, available_profiles, detect_profile
-    from utils.files.sample_info import read_info
+    from utils.report.dataset_profile import GENERIC, available_profiles, detect_sample_profile
 
     profiles = available_profiles()
     if name != "auto":
         return name, profiles[name]
-    infos = []
-    for sample in samples[:20]:
-        try:
-            infos.append(read_info(sample.info))
-        except (OSError, ValueError):
-            continue
-    profile = detect_profile(infos, profiles)
+    profile = detect_sample_profile(samples, profiles)
     if profile is None:
         logger.warning("the info yamls match no descriptors/*/report.yaml; audit with the default policy and no CT checks; "
                        "pass --dataset %s to choose", "|".join(profiles))  # fmt: skip

@@ -238,8 +238,10 @@ def confirm_pairs_main(
     load_rules : callable
         Rules file -> the dataset's rules object.
     make_jobs : callable
-        ``(manifest, archive_root, output_dir, rules, *, allow_resample, overwrite, tol_voxel)``
-        -> ``(jobs, problems)``: the dataset's pairing.
+        ``(manifest, archive_root, output_dir, rules) -> (jobs, problems)``: the dataset's pairing
+        (which files make a sample, where it goes, its info). The run's options (``--grid_tol``,
+        ``--overwrite``, ``--resample_mismatched_masks``, the geometry choices, the archive root)
+        are set on every job here, the same for every dataset.
     parse_path : callable, optional
         ``(path relative to the archive, rules) -> (fields, reason)``: the dataset's path rule, used to
         tell which sample a file of routine 01's ``Skipped`` sheet belonged to (that sample is then
@@ -273,12 +275,12 @@ def confirm_pairs_main(
             manifest = with_skipped_candidates(manifest, skipped, lambda rel: parse_path(rel, rules))
         if manifest.empty:
             return fail(f"{args.archive_manifest}: sheet {MAIN_SHEET!r} lists no archive file; nothing to pair (run routine 01 on an archive holding NIfTI files)")
-        jobs, problems = make_jobs(
-            manifest, args.root_dir, args.output_dir, rules,
-            allow_resample=args.resample_mismatched_masks, overwrite=args.overwrite, tol_voxel=args.grid_tol,
-        )  # fmt: skip
-        geometry = GeometryOptions(args.trust_uncoded_geometry, args.resample_sheared)
-        jobs = [dataclasses.replace(job, geometry=geometry) for job in jobs]
+        jobs, problems = make_jobs(manifest, args.root_dir, args.output_dir, rules)
+        options = {
+            "allow_resample": args.resample_mismatched_masks, "overwrite": args.overwrite, "tol_voxel": args.grid_tol,
+            "geometry": GeometryOptions(args.trust_uncoded_geometry, args.resample_sheared), "archive_root": Path(args.root_dir),
+        }  # fmt: skip
+        jobs = [dataclasses.replace(job, **options) for job in jobs]
         for job in jobs:
             _check_sample_folder(job.sample_dir, args.output_dir)
     except (ValueError, OSError) as exc:

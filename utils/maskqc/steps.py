@@ -50,7 +50,7 @@ import numpy.typing as npt
 from utils.geometry.alignment import grids_match
 from utils.files.atomic import atomic_path, remove_stale_temporaries
 from utils.labels.binary_masks import binary_mask_of
-from utils.run.cli import RunReport, SampleError, plural, run_per_sample
+from utils.run.cli import RunReport, SampleError, add_common_args, fail, plural, run_per_sample, setup_logging
 from utils.labels.connected_regions import CONNECTIVITY_2D, DEFAULT_CONNECTIVITY_2D, REGION_COLUMNS, small_regions
 from utils.maskqc.label_fusion import fuse_label_changes
 from utils.labels.label_stats import label_boxes, label_stats
@@ -80,6 +80,8 @@ __all__ = [
     "add_output_args",
     "add_repair_args",
     "repair_step",
+    "repair_parser",
+    "repair_main",
     "run_mask_step",
     "threads_per_sample",
 ]
@@ -89,6 +91,9 @@ logger = logging.getLogger(__name__)
 STEP_CLOSE = "morphological_close_on_slice_small_region"
 STEP_OPEN = "morphological_open_on_slice_small_region"
 STEP_THRESHOLD = "mask_thresholding"
+
+#: History step of each slice-wise repair mode (:class:`utils.maskqc.slice_morphology.SliceRepair`'s ``mode``).
+REPAIR_STEPS = {"close": STEP_CLOSE, "open": STEP_OPEN}
 
 #: What each step is called in progress bars and summaries (the tool's own name starts every log line already).
 STEP_LABELS = {STEP_CLOSE: "slice-wise closing", STEP_OPEN: "slice-wise opening", STEP_THRESHOLD: "thresholding"}
@@ -682,3 +687,51 @@ def run_mask_step(
                             dask_scheduler=args.dask_scheduler, input_dirs=[args.root_dir], output_dirs=[args.output_dir])  # fmt: skip
     logger.info("%s", step_summary(list(report.results.values())))
     return report
+
+
+def repair_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of a slice-wise morphology tool: :func:`add_repair_args` and the common options.
+
+    Parameters
+    ----------
+    description : str
+        The tool's ``--help`` text (its module docstring), shown verbatim.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return add_common_args(add_repair_args(parser))
+
+
+def repair_main(mode: str, description: str, argv: list[str] | None = None) -> int:
+    """The whole ``main`` of ``utils/morphological_{close,open}_on_slice_small_region.py``.
+
+    Parses ``argv`` with :func:`repair_parser`, sets up logging, then runs
+    :func:`run_mask_step` with the history step of ``mode``
+    (:data:`REPAIR_STEPS`) and the params and transform of :func:`repair_step`.
+
+    Parameters
+    ----------
+    mode : {'close', 'open'}
+        Repair mode; picks the step name recorded in the info yaml's history.
+    description : str
+        The tool's ``--help`` text.
+    argv : list of str, optional
+        Command-line arguments; None reads ``sys.argv``.
+
+    Returns
+    -------
+    exit_code : int
+        0 all samples done, 1 some failed, 2 a fatal problem (bad option value,
+        missing ``--root_dir``, …) logged in one line.
+    """
+    args = repair_parser(description).parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    try:
+        params, transform = repair_step(mode, args)
+        report = run_mask_step(args, REPAIR_STEPS[mode], params, transform)
+    except (ValueError, OSError) as exc:
+        return fail(str(exc))
+    return report.exit_code()

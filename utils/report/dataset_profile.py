@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from utils.files.sample_info import SampleDir, read_info
 from utils.files.yaml_files import load_yaml_file
 
-__all__ = ["DESCRIPTORS_DIR", "Window", "ReportProfile", "GENERIC", "available_profiles", "load_profile", "detect_profile"]
+__all__ = ["DESCRIPTORS_DIR", "Window", "ReportProfile", "GENERIC", "available_profiles", "load_profile", "detect_profile", "DETECT_SAMPLES", "detect_sample_profile"]
 
 logger = logging.getLogger(__name__)
 
@@ -202,3 +203,35 @@ def detect_profile(infos: Iterable[dict[str, Any]], profiles: dict[str, ReportPr
     if rest:
         logger.warning("samples of several datasets found (%s); reporting all as %s", dict(votes), name)
     return profiles[name]
+
+
+#: How many samples' info yamls :func:`detect_sample_profile` reads.
+DETECT_SAMPLES = 20
+
+
+def detect_sample_profile(
+    samples: Sequence[SampleDir], profiles: dict[str, ReportProfile], limit: int = DETECT_SAMPLES
+) -> ReportProfile | None:
+    """:func:`detect_profile` of the first ``limit`` samples' info yamls; an unreadable one is passed over.
+
+    Parameters
+    ----------
+    samples : sequence of SampleDir
+        The grouped dataset's samples (:func:`utils.files.sample_info.find_samples`).
+    profiles : dict
+        From :func:`available_profiles`.
+    limit : int
+        How many samples are read at the most.
+
+    Returns
+    -------
+    profile : ReportProfile or None
+        None when no info yaml read fits a profile.
+    """
+    infos = []
+    for sample in samples[:limit]:
+        try:
+            infos.append(read_info(sample.info))
+        except (OSError, ValueError):
+            continue
+    return detect_profile(infos, profiles)

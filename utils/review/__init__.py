@@ -18,6 +18,10 @@ options
     ``--review FILE`` / ``--no_review`` and which review file is in force for a command.
 exclusion
     Samples marked ``fail`` left out of a split sheet or an export, logged and recorded.
+split_routine
+    What every split routine does around its own rule: its common options, the review in force, the
+    reviewed split sheet (:func:`split_main`).
 
-Only :mod:`utils.review.options` is imported by a script's ``--help``: keep it light.
+A script's ``--help`` imports :mod:`utils.review.options` (a split routine's also
+:mod:`utils.review.split_routine`): keep them light.
 """
