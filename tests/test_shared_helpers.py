@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,22 @@ def test_repair_main_returns_2_on_a_bad_option_value_or_a_missing_root(tmp_path,
     (tmp_path / "r").mkdir()
     assert repair_main("open", "doc", argv(tmp_path / "r", "-1")) == 2
     assert "filter_halfedge must be >= 0" in caplog.text
+
+
+def test_repair_main_shows_the_tools_description_and_sets_the_log_level_from_verbose_and_quiet(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        repair_main("close", "The tool's own description.", ["--help"])
+    assert done.value.code == 0 and "The tool's own description." in capsys.readouterr().out
+    root = logging.getLogger()
+    level = root.level
+    try:
+        for flags, expected in (([], logging.INFO), (["-q"], logging.WARNING), (["-v"], logging.DEBUG)):
+            argv = ["--root_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "o"), "--kernel_size", "3", "3",
+                    "--filter_halfedge", "1", "--region_area_thresh", "5", "--no_pbar", *flags]  # fmt: skip
+            assert repair_main("open", "doc", argv) == 2
+            assert root.level == expected, flags
+    finally:
+        root.setLevel(level)
 
 
 # --- utils.review.split_routine: split_parser / split_main ---------------------------------------------------------
