@@ -177,6 +177,63 @@ def test_split_main_plans_before_reading_the_review_and_fails_in_one_line(tmp_pa
     assert sheet_names(manifest) == ["Manifest"]
 
 
+def test_split_main_shows_the_routines_help_and_requires_the_manifest_and_split_name(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        split_main(_split_parser(), ["--help"], "verse", _site_rule)
+    text = capsys.readouterr().out
+    assert done.value.code == 0 and text.startswith("usage: ") and "Doc of the routine." in text
+    assert "samples marked fail are left out of the split and recorded in sheet QcReviewExcluded" in " ".join(text.split())
+    manifest = str(_manifest(tmp_path))
+    for argv in (["--split_name", "s1", "--site", "A"], ["--manifest_file", manifest, "--site", "A"]):
+        with pytest.raises(SystemExit) as done:
+            split_main(_split_parser(), argv, "verse", _site_rule)
+        assert done.value.code == 2
+        missing = "--manifest_file" if "--split_name" in argv else "--split_name"
+        assert f"the following arguments are required: {missing}" in capsys.readouterr().err
+
+
+def test_split_main_sets_the_log_level_from_verbose_and_quiet(tmp_path):
+    manifest = _manifest(tmp_path)
+    root = logging.getLogger()
+    level = root.level
+    try:
+        for flags, expected in (([], logging.INFO), (["-q"], logging.WARNING), (["-v"], logging.DEBUG)):
+            argv = ["--manifest_file", str(manifest), "--split_name", "s1", "--site", "A", "--no_review", *flags]
+            assert split_main(_split_parser(), argv, "verse", _site_rule) == 0
+            assert root.level == expected, flags
+    finally:
+        root.setLevel(level)
+
+
+def test_split_main_warns_of_review_marks_on_samples_the_whole_manifest_lacks(tmp_path, caplog):
+    manifest = _manifest(tmp_path)
+    review = tmp_path / "review.yaml"
+    review.write_text("version: 1\ndataset: verse\nreviews:\n  b1: {verdict: fail, date: 2026-11-24}\n"
+                      "  zz9: {verdict: fail, date: 2026-11-24}\n")  # fmt: skip
+    argv = ["--manifest_file", str(manifest), "--split_name", "s1", "--site", "A", "--review", str(review)]
+    with caplog.at_level(logging.WARNING):
+        assert split_main(_split_parser(), argv, "verse", _site_rule) == 0
+    unknown = [r.getMessage() for r in caplog.records if "does not have" in r.getMessage()]
+    assert len(unknown) == 1 and "names 1 sample(s)" in unknown[0] and "zz9" in unknown[0] and "b1" not in unknown[0]
+    assert "the Manifest sheet of" in unknown[0]
+
+
+def test_split_main_refuses_a_manifest_without_ids_in_one_line_also_with_a_review(tmp_path, caplog):
+    manifest = tmp_path / "grouped" / "dataset_manifest.xlsx"
+    manifest.parent.mkdir()
+    write_sheets(manifest, {"Manifest": pd.DataFrame({"sample": ["a1", "a2"], "site": ["A", "A"]})})
+    review = tmp_path / "review.yaml"
+    review.write_text("version: 1\ndataset: verse\nreviews:\n  a1: {verdict: fail, date: 2026-11-24}\n")
+    argv = ["--manifest_file", str(manifest), "--split_name", "s1", "--site", "A", "--review", str(review)]
+    assert split_main(_split_parser(), argv, "verse", _site_rule) == 2
+    assert "(sheet 'Manifest') lacks column(s) ['ID']" in caplog.text and sheet_names(manifest) == ["Manifest"]
+
+
+def test_split_parser_keeps_the_description_s_layout():
+    text = split_parser("Line one.\n\n  indented   example\n", "routine 04", "s").format_help()
+    assert "\n  indented   example\n" in text
+
+
 # --- utils.archive.scan: finish_archive_manifest -----------------------------------------------------------------
 
 
